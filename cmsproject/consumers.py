@@ -1,0 +1,158 @@
+"""`/ws/v1/live`: one socket per browser or app, many topic subscriptions over it (API.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.http.request import validate_host
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
+
+from cmsproject.realtime import Principal, group_name, topics
+
+logger = logging.getLogger(__name__)
+
+CLOSE_BAD_TOKEN = 4401
+CLOSE_BAD_ORIGIN = 4403
+MAX_MESSAGE_BYTES = 4096
+MAX_SUBSCRIPTIONS = 100
+ANONYMOUS_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def origin_allowed(origin: str) -> bool:
+    if origin in settings.CMS_ALLOWED_ORIGINS:
+        return True
+    host = urlsplit(origin).netloc
+    return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
+
+
+@database_sync_to_async
+def _user_from_token(raw: str) -> Any:
+    auth = JWTAuthentication()
+    return auth.get_user(auth.get_validated_token(raw.encode()))
+
+
+async def principal_from_scope(scope: dict[str, Any]) -> Principal:
+    """Raises InvalidToken/AuthenticationFailed when a token is given but is not valid."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    token = (query.get("token") or [None])[0]
+    via_cookie = False
+    if token is None:
+        cookie_header = _header(scope, b"cookie")
+        if cookie_header:
+            morsel = SimpleCookie(cookie_header).get(settings.JWT_ACCESS_COOKIE)
+            if morsel is not None:
+                token, via_cookie = morsel.value, True
+    user = await _user_from_token(token) if token else None
+    anonymous_id = (query.get("anonymous_id") or [None])[0]
+    if anonymous_id is not None and not ANONYMOUS_ID.fullmatch(anonymous_id):
+        raise InvalidToken("The anonymous id is malformed.")
+    return Principal(user=user, anonymous_id=anonymous_id, via_cookie=via_cookie)
+
+
+class LiveConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        self.subscriptions: dict[str, str] = {}  # stream -> the topic the client subscribed to
+        origin = _header(self.scope, b"origin")
+        # Clients that send no Origin (apps, servers) rely on their token; a browser's Origin must
+        # be one of ours, or any page on the web could ride a visitor's cookie into this socket.
+        if origin is not None and not origin_allowed(origin):
+            await self.accept()
+            await self.close(code=CLOSE_BAD_ORIGIN)
+            return
+        try:
+            self.principal = await principal_from_scope(self.scope)
+        except (InvalidToken, AuthenticationFailed, TokenError):
+            await self.accept()
+            await self.close(code=CLOSE_BAD_TOKEN)
+            return
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        for stream in getattr(self, "subscriptions", {}):
+            await self.channel_layer.group_discard(group_name(stream), self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        raw = text_data if text_data is not None else (bytes_data or b"").decode(errors="replace")
+        if len(raw) > MAX_MESSAGE_BYTES:
+            await self._error("too-large", f"Messages are limited to {MAX_MESSAGE_BYTES} bytes.")
+            return
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            await self._error("bad-request", "Messages must be JSON objects.")
+            return
+        if not isinstance(message, dict):
+            await self._error("bad-request", "Messages must be JSON objects.")
+            return
+        action = message.get("action")
+        if action == "ping":
+            await self._send({"type": "pong"})
+        elif action in ("subscribe", "unsubscribe"):
+            topic = message.get("topic")
+            if not isinstance(topic, str) or not topic or len(topic) > 200:
+                await self._error("bad-request", "`topic` must be a non-empty string.")
+            elif action == "subscribe":
+                await self._subscribe(topic)
+            else:
+                await self._unsubscribe(topic)
+        else:
+            await self._error("bad-request", "`action` must be subscribe, unsubscribe or ping.")
+
+    async def _subscribe(self, topic: str) -> None:
+        matched = topics.match(topic)
+        if matched is None:
+            await self._error("unknown-topic", f"There is no topic {topic!r}.", topic)
+            return
+        spec, params = matched
+        allowed = await database_sync_to_async(spec.authorize)(self.principal, params)
+        stream = spec.stream_for(self.principal, params, topic) if allowed else None
+        if not allowed or stream is None:
+            await self._error("forbidden", f"You may not subscribe to {topic!r}.", topic)
+            return
+        if stream not in self.subscriptions:
+            if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+                await self._error("too-many", f"At most {MAX_SUBSCRIPTIONS} subscriptions.", topic)
+                return
+            await self.channel_layer.group_add(group_name(stream), self.channel_name)
+        self.subscriptions[stream] = topic
+        await self._send({"type": "subscribed", "topic": topic})
+
+    async def _unsubscribe(self, topic: str) -> None:
+        for stream, subscribed in list(self.subscriptions.items()):
+            if subscribed == topic:
+                await self.channel_layer.group_discard(group_name(stream), self.channel_name)
+                del self.subscriptions[stream]
+        await self._send({"type": "unsubscribed", "topic": topic})
+
+    async def live_event(self, message: dict[str, Any]) -> None:
+        topic = self.subscriptions.get(message["stream"])
+        if topic is None:  # a late message for a stream we just left
+            return
+        await self._send(
+            {"type": message["event"], "topic": topic, "data": message["data"], "id": message["id"]}
+        )
+
+    async def _error(self, code: str, detail: str, topic: str | None = None) -> None:
+        payload: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
+        if topic is not None:
+            payload["topic"] = topic
+        await self._send(payload)
+
+    async def _send(self, payload: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(payload))

@@ -1,0 +1,161 @@
+"""The GraphQL endpoint: DRF auth and throttles in front, limits before execution, safe errors.
+
+- Authentication and throttling are the REST ones (a DRF view wraps graphene's), so a token,
+  API key or cookie means the same thing on both APIs.
+- `QueryLimitsRule` rejects a document deeper than CMS_GRAPHQL_MAX_DEPTH or costlier than
+  CMS_GRAPHQL_MAX_COST during validation, so nothing of it executes.
+- Errors: domain errors keep their message and code; anything else becomes "Internal server
+  error" with the traceback in the log only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from graphene_django.views import GraphQLView
+from graphql import GraphQLError, ValidationRule
+from graphql.language import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+)
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import AllowAny
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+from cmsproject.errors import DomainError
+
+logger = logging.getLogger(__name__)
+
+# A list field asked for `first: n` multiplies the cost of what is selected under it. A variable
+# page size is unknown at validation time, so it is costed at the largest page we serve.
+PAGE_ARGUMENTS = ("first", "last")
+ASSUMED_VARIABLE_PAGE = 100
+
+
+class QueryLimitsRule(ValidationRule):
+    def enter_operation_definition(self, node: OperationDefinitionNode, *args: Any) -> None:
+        max_depth = settings.CMS_GRAPHQL_MAX_DEPTH
+        max_cost = settings.CMS_GRAPHQL_MAX_COST
+        depth, cost = self._measure(node.selection_set, depth=0, seen=frozenset())
+        name = node.name.value if node.name else "anonymous"
+        if depth > max_depth:
+            self.report_error(
+                GraphQLError(
+                    f"Operation '{name}' has depth {depth}, over the limit of {max_depth}.",
+                    node,
+                    extensions={"code": "QUERY_TOO_DEEP"},
+                )
+            )
+        if cost > max_cost:
+            self.report_error(
+                GraphQLError(
+                    f"Operation '{name}' costs {cost}, over the limit of {max_cost}.",
+                    node,
+                    extensions={"code": "QUERY_TOO_COSTLY"},
+                )
+            )
+
+    def _measure(
+        self, selection_set: SelectionSetNode | None, depth: int, seen: frozenset[str]
+    ) -> tuple[int, int]:
+        """(deepest nesting below here, cost). Fragment cycles and unknown fragments are other
+        rules' errors; here they simply stop the walk."""
+        if selection_set is None:
+            return depth, 0
+        deepest, cost = depth, 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                introspection = selection.name.value.startswith("__")
+                if selection.selection_set is None:
+                    cost += 1
+                    continue
+                child_depth, child_cost = self._measure(
+                    selection.selection_set, depth if introspection else depth + 1, seen
+                )
+                deepest = max(deepest, child_depth)
+                cost += 1 + self._page_size(selection) * child_cost
+            elif isinstance(selection, InlineFragmentNode):
+                child_depth, child_cost = self._measure(selection.selection_set, depth, seen)
+                deepest, cost = max(deepest, child_depth), cost + child_cost
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = self.context.get_fragment(name)
+                if name in seen or not isinstance(fragment, FragmentDefinitionNode):
+                    continue
+                child_depth, child_cost = self._measure(
+                    fragment.selection_set, depth, seen | {name}
+                )
+                deepest, cost = max(deepest, child_depth), cost + child_cost
+        return deepest, cost
+
+    @staticmethod
+    def _page_size(field: FieldNode) -> int:
+        for argument in field.arguments or ():
+            if argument.name.value not in PAGE_ARGUMENTS:
+                continue
+            if isinstance(argument.value, IntValueNode):
+                return max(1, int(argument.value.value))
+            if isinstance(argument.value, VariableNode):
+                return ASSUMED_VARIABLE_PAGE
+        return 1
+
+
+class CmsGraphQLView(GraphQLView):
+    validation_rules = (QueryLimitsRule,)
+
+    @staticmethod
+    def format_error(error: Exception) -> dict[str, Any]:
+        original = getattr(error, "original_error", None)
+        if isinstance(original, DomainError):
+            formatted = GraphQLView.format_error(error)
+            formatted["extensions"] = {"code": original.code, "status": int(original.status)}
+            if original.errors:
+                formatted["extensions"]["errors"] = [e.as_dict() for e in original.errors]
+            return formatted
+        if isinstance(error, GraphQLError) and original is None:
+            # Syntax, validation and limit errors: about the query, safe to show as they are.
+            return GraphQLView.format_error(error)
+        logger.error("GraphQL resolver failed", exc_info=original or error)
+        formatted = {"message": "Internal server error", "extensions": {"code": "INTERNAL"}}
+        if isinstance(error, GraphQLError):
+            formatted["path"] = error.path
+        return formatted
+
+
+class GraphQLApi(APIView):
+    """`/graphql/`: the DRF view authenticates and throttles, graphene executes."""
+
+    permission_classes = (AllowAny,)
+    # Session auth lets a logged-in admin use GraphiQL in DEBUG; DRF enforces CSRF for it.
+    authentication_classes = (*api_settings.DEFAULT_AUTHENTICATION_CLASSES, SessionAuthentication)
+    schema = None  # set in urls.py, the one place that knows the root schema
+    audit_writes = False  # mutations are audited by the services they call
+
+    def get(self, request: Any) -> HttpResponse:
+        return self._execute(request)
+
+    def post(self, request: Any) -> HttpResponse:
+        return self._execute(request)
+
+    def _execute(self, request: Any) -> HttpResponse:
+        django_request: HttpRequest = request._request
+        # Resolvers read the caller from the context (the Django request): give them DRF's.
+        django_request.user = request.user
+        django_request.auth = request.auth
+        return self._graphene_view()(django_request)
+
+    @classmethod
+    def _graphene_view(cls) -> Any:
+        if "_graphene" not in cls.__dict__:
+            cls._graphene = CmsGraphQLView.as_view(schema=cls.schema, graphiql=settings.DEBUG)
+        return cls._graphene
