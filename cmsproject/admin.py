@@ -23,13 +23,19 @@ class ApiKeyCreateForm(forms.ModelForm):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "scope_list", "created_by", "created_at", "last_used_at",
-                    "revoked_at"]
+    list_display = [
+        "name",
+        "prefix",
+        "scope_list",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     list_filter = ["revoked_at"]
     search_fields = ["name", "prefix"]
     actions = ["revoke"]
-    readonly_fields = ["prefix", "scopes", "created_by", "created_at", "last_used_at",
-                       "revoked_at"]
+    readonly_fields = ["prefix", "scopes", "created_by", "created_at", "last_used_at", "revoked_at"]
 
     def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         if obj is None:
@@ -47,14 +53,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             return
         key, full_key = api_key_create(
-            name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"],
+            name=form.cleaned_data["name"],
+            scopes=form.cleaned_data["scopes"],
             created_by=request.user,
         )
         obj.pk = key.pk
         obj.prefix = key.prefix
-        messages.warning(
-            request, f"Copy the key now; it is never shown again: {full_key}"
-        )
+        messages.warning(request, f"Copy the key now; it is never shown again: {full_key}")
 
     @admin.display(description="scopes")
     def scope_list(self, obj: ApiKey) -> str:
@@ -71,8 +76,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "actor_label", "action", "object_type", "object_id",
-                    "object_repr", "ip"]
+    list_display = [
+        "created_at",
+        "actor_label",
+        "action",
+        "object_type",
+        "object_id",
+        "object_repr",
+        "ip",
+    ]
     list_filter = ["action", "object_type"]
     search_fields = ["actor_label", "object_id", "object_repr"]
     date_hierarchy = "created_at"

@@ -17,8 +17,12 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, TokenRefreshSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from cmsproject.auth import ApiKeyAuthentication, CookieJWTAuthentication, HasApiKeyScope
-from cmsproject.auth import StaffModelPermission
+from cmsproject.auth import (
+    ApiKeyAuthentication,
+    CookieJWTAuthentication,
+    HasApiKeyScope,
+    StaffModelPermission,
+)
 from cmsproject.errors import NotImplementedYet
 from cmsproject.health import health_report
 from cmsproject.models import ApiKey
@@ -71,13 +75,18 @@ def _set_auth_cookies(response: Response, *, access: str, refresh: str) -> None:
     jwt = settings.SIMPLE_JWT
     common = {"secure": settings.COOKIES_SECURE, "httponly": True, "samesite": "Lax"}
     response.set_cookie(
-        settings.JWT_ACCESS_COOKIE, access,
-        max_age=int(jwt["ACCESS_TOKEN_LIFETIME"].total_seconds()), path="/", **common,
+        settings.JWT_ACCESS_COOKIE,
+        access,
+        max_age=int(jwt["ACCESS_TOKEN_LIFETIME"].total_seconds()),
+        path="/",
+        **common,
     )
     response.set_cookie(
-        settings.JWT_REFRESH_COOKIE, refresh,
+        settings.JWT_REFRESH_COOKIE,
+        refresh,
         max_age=int(jwt["REFRESH_TOKEN_LIFETIME"].total_seconds()),
-        path=settings.JWT_REFRESH_COOKIE_PATH, **common,
+        path=settings.JWT_REFRESH_COOKIE_PATH,
+        **common,
     )
 
 
@@ -106,19 +115,34 @@ def _refresh_from(request: Request) -> tuple[str, bool]:
     return raw, True
 
 
-class TokenObtainApi(APIView):
-    """`{"username", "password"}` → `{"access", "refresh"}`; add `"cookie": true` for cookie mode."""
+class CredentialExchangeApi(APIView):
+    """Base of the endpoints that take credentials in the body rather than a header: a stale
+    Authorization header must not get in the way, and failures are 401 (not DRF's 403)."""
 
     permission_classes = (AllowAny,)
     authentication_classes = ()
-    throttle_classes = (AnonThrottle, LoginThrottle)
     audit_writes = False
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class TokenObtainApi(CredentialExchangeApi):
+    """`{"username", "password"}` → `{"access", "refresh"}`.
+
+    With `"cookie": true` the tokens go into HTTP-only cookies instead (web clients).
+    """
+
+    throttle_classes = (AnonThrottle, LoginThrottle)
 
     @extend_schema(
         request=inline_serializer(
             "TokenObtainRequest",
-            {"username": serializers.CharField(), "password": serializers.CharField(),
-             "cookie": serializers.BooleanField(required=False)},
+            {
+                "username": serializers.CharField(),
+                "password": serializers.CharField(),
+                "cookie": serializers.BooleanField(required=False),
+            },
         ),
         responses={200: TokenPairSerializer, 401: PROBLEM, 429: PROBLEM},
     )
@@ -134,12 +158,8 @@ class TokenObtainApi(APIView):
         return Response({"access": tokens["access"], "refresh": tokens["refresh"]})
 
 
-class TokenRefreshApi(APIView):
+class TokenRefreshApi(CredentialExchangeApi):
     """Rotates: the refresh token sent is blacklisted, a new pair comes back."""
-
-    permission_classes = (AllowAny,)
-    authentication_classes = ()
-    audit_writes = False
 
     @extend_schema(request=RefreshSerializer, responses={200: TokenPairSerializer, 401: PROBLEM})
     def post(self, request: Request) -> Response:
@@ -155,11 +175,7 @@ class TokenRefreshApi(APIView):
         return Response({"access": tokens["access"], "refresh": tokens["refresh"]})
 
 
-class LogoutApi(APIView):
-    permission_classes = (AllowAny,)
-    authentication_classes = ()
-    audit_writes = False
-
+class LogoutApi(CredentialExchangeApi):
     @extend_schema(request=RefreshSerializer, responses={204: None, 401: PROBLEM})
     def post(self, request: Request) -> Response:
         raw, _ = _refresh_from(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -16,7 +17,7 @@ from django.http.request import validate_host
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 
-from cmsproject.realtime import Principal, group_name, topics
+from cmsproject.realtime import Principal, group_name, remember_socket_loop, topics
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ async def principal_from_scope(scope: dict[str, Any]) -> Principal:
 class LiveConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.subscriptions: dict[str, str] = {}  # stream -> the topic the client subscribed to
+        remember_socket_loop(asyncio.get_running_loop())
         origin = _header(self.scope, b"origin")
         # Clients that send no Origin (apps, servers) rely on their token; a browser's Origin must
         # be one of ours, or any page on the web could ride a visitor's cookie into this socket.

@@ -107,7 +107,10 @@ def flatten_drf_detail(detail: Any, path: str = "") -> list[FieldError]:
     if isinstance(detail, dict):
         found: list[FieldError] = []
         for key, value in detail.items():
-            key_path = str(key) if not path else f"{path}.{key}"
+            if isinstance(key, int):  # DRF keys a ListField's errors by item index
+                key_path = f"{path}[{key}]"
+            else:
+                key_path = str(key) if not path else f"{path}.{key}"
             if key == "non_field_errors":
                 key_path = path
             found.extend(flatten_drf_detail(value, key_path))
@@ -125,6 +128,22 @@ def flatten_drf_detail(detail: Any, path: str = "") -> list[FieldError]:
             found.extend(flatten_drf_detail(value, f"{path}[{index}]"))
         return found
     return [FieldError(path, getattr(detail, "code", "invalid") or "invalid", str(detail))]
+
+
+def _throttle_failed_authentication(
+    exc: drf_exceptions.APIException, context: dict[str, Any]
+) -> drf_exceptions.APIException:
+    """DRF checks throttles only after authentication succeeds, so guessing keys and tokens
+    would be free. A failed attempt counts against the caller's anonymous per-IP budget."""
+    from cmsproject.throttling import AnonThrottle
+
+    request, view = context.get("request"), context.get("view")
+    if request is None or view is None:
+        return exc
+    throttle = AnonThrottle()
+    if throttle.allow_request(request, view):
+        return exc
+    return drf_exceptions.Throttled(wait=throttle.wait())
 
 
 def _detail_text(exc: drf_exceptions.APIException) -> str:
@@ -156,6 +175,8 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
             status=413,
             content_type=PROBLEM_CONTENT_TYPE,
         )
+    if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
+        exc = _throttle_failed_authentication(exc, context)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

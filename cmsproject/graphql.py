@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from graphene_django.views import GraphQLView
-from graphql import GraphQLError, ValidationRule
+from graphql import GraphQLError, ValidationRule, specified_rules
 from graphql.language import (
     FieldNode,
     FragmentDefinitionNode,
@@ -111,7 +111,9 @@ class QueryLimitsRule(ValidationRule):
 
 
 class CmsGraphQLView(GraphQLView):
-    validation_rules = (QueryLimitsRule,)
+    # graphene passes these to graphql-core's validate(), which then runs *only* these: the
+    # specification's rules must be listed too, or invalid queries would execute.
+    validation_rules = (*specified_rules, QueryLimitsRule)
 
     @staticmethod
     def format_error(error: Exception) -> dict[str, Any]:

@@ -20,8 +20,12 @@ class CookieJWTScheme(OpenApiAuthenticationExtension):
     name = "CookieJWT"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
-        return {"type": "apiKey", "in": "cookie", "name": "cms_access",
-                "description": "Access JWT in an HTTP-only cookie; unsafe methods need X-CSRFToken."}
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "cms_access",
+            "description": "Access JWT in an HTTP-only cookie; unsafe methods need X-CSRFToken.",
+        }
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -29,5 +33,9 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
     name = "ApiKey"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
-        return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "`Api-Key <key>`; scoped, revocable."}
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key <key>`; scoped, revocable.",
+        }

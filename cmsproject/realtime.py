@@ -12,6 +12,7 @@ workers alike: both reach the same channel layer.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import uuid
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 MESSAGE_TYPE = "live.event"  # the consumer method `live_event` receives these
@@ -104,16 +105,35 @@ def live_message(stream: str, event_type: str, data: dict[str, Any]) -> dict[str
     }
 
 
+# The event loop that serves the sockets, remembered when the first socket connects. Only the
+# in-memory layer (embedded mode) needs it: its queues belong to that loop, so a send from another
+# thread (the embedded scheduler, a task) must run there or the waiting consumer never wakes.
+_socket_loop: asyncio.AbstractEventLoop | None = None
+
+
+def remember_socket_loop(loop: asyncio.AbstractEventLoop) -> None:
+    global _socket_loop
+    _socket_loop = loop
+
+
+def _send_now(group: str, message: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    loop = _socket_loop
+    if isinstance(layer, InMemoryChannelLayer) and loop is not None and loop.is_running():
+        asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop).result(timeout=5)
+    else:
+        async_to_sync(layer.group_send)(group, message)
+
+
 def publish(stream: str, event_type: str, data: dict[str, Any]) -> None:
-    """Send `event_type` with `data` to everyone subscribed to `stream`, after commit."""
+    """Send `event_type` with `data` to everyone subscribed to `stream`, after commit.
+
+    Call it from sync code: views, services, tasks, the embedded scheduler.
+    """
     message = live_message(stream, event_type, data)
-
-    def send() -> None:
-        layer = get_channel_layer()
-        if layer is not None:
-            async_to_sync(layer.group_send)(group_name(stream), message)
-
-    transaction.on_commit(send, robust=True)
+    transaction.on_commit(lambda: _send_now(group_name(stream), message), robust=True)
 
 
 async def publish_async(stream: str, event_type: str, data: dict[str, Any]) -> None:

@@ -62,6 +62,8 @@ def roles_sync() -> None:
 
 
 def roles_sync_after_migrate(sender: Any, **kwargs: Any) -> None:
-    # post_migrate fires once per installed app; only after the last one do all permissions exist.
-    if sender is list(django_apps.get_app_configs())[-1]:
+    # post_migrate fires once per installed app that has models; only after the last of those do
+    # all permissions exist.
+    with_models = [config for config in django_apps.get_app_configs() if config.models_module]
+    if sender is with_models[-1]:
         roles_sync()

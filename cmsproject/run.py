@@ -70,14 +70,16 @@ def _serve_embedded(host: str, port: int, login: tuple[str, str]) -> None:
     scheduler = EmbeddedScheduler()
     scheduler.start()
     base = f"http://{host}:{port}"
-    _banner([
-        "Headless CMS - embedded mode (SQLite, in-process cache, channels and tasks)",
-        f"admin      {base}/admin/   login: {login[0]} / {login[1]}",
-        f"REST       {base}/api/v1/  (docs: {base}/api/v1/docs/)",
-        f"GraphQL    {base}/graphql/",
-        f"WebSocket  ws://{host}:{port}/ws/v1/live",
-        "roles      marketer, developer, analyst use the same password",
-    ])
+    _banner(
+        [
+            "Headless CMS - embedded mode (SQLite, in-process cache, channels and tasks)",
+            f"admin      {base}/admin/   login: {login[0]} / {login[1]}",
+            f"REST       {base}/api/v1/  (docs: {base}/api/v1/docs/)",
+            f"GraphQL    {base}/graphql/",
+            f"WebSocket  ws://{host}:{port}/ws/v1/live",
+            "roles      marketer, developer, analyst use the same password",
+        ]
+    )
     uvicorn.run(
         "cmsproject.asgi:application",
         host=host,
@@ -94,16 +96,19 @@ def _serve_services(host: str, port: int, login: tuple[str, str]) -> None:
     ws_port = int(os.environ.get("WS_PORT") or port + 1)
     env = {**os.environ, "HOST": host, "PORT": str(port), "WS_PORT": str(ws_port)}
     honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
-    _banner([
-        "Headless CMS - services mode (PostgreSQL, Redis; honcho runs the Procfile)",
-        f"web     gunicorn  http://{host}:{port}/  (admin, /api/v1/, /graphql/)",
-        f"ws      uvicorn   ws://{host}:{ws_port}/ws/v1/live",
-        "worker  celery worker (Redis broker)",
-        "beat    celery beat (cmsproject/celery.py schedule)",
-        f"admin login: {login[0]} / {login[1]}",
-    ])
+    _banner(
+        [
+            "Headless CMS - services mode (PostgreSQL, Redis; honcho runs the Procfile)",
+            f"web     gunicorn  http://{host}:{port}/  (admin, /api/v1/, /graphql/)",
+            f"ws      uvicorn   ws://{host}:{ws_port}/ws/v1/live",
+            "worker  celery worker (Redis broker)",
+            "beat    celery beat (cmsproject/celery.py schedule)",
+            f"admin login: {login[0]} / {login[1]}",
+        ]
+    )
     os.chdir(BASE_DIR)
-    os.execve(honcho, [honcho, "start", "-f", str(BASE_DIR / "Procfile")], env)
+    # Replace this process: honcho then owns the four processes and forwards signals to them.
+    os.execve(honcho, [honcho, "start", "-f", str(BASE_DIR / "Procfile")], env)  # noqa: S606
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -57,8 +57,9 @@ class EmbeddedScheduler(threading.Thread):
             self.last_run[name] = timezone.now()
             close_old_connections()
             try:
-                app.tasks[entry["task"]].apply(args=entry.get("args", ()),
-                                               kwargs=entry.get("kwargs", {}))
+                app.tasks[entry["task"]].apply(
+                    args=entry.get("args", ()), kwargs=entry.get("kwargs", {})
+                )
                 ran.append(name)
             except Exception:
                 logger.exception("Periodic task %s failed", name)

@@ -8,7 +8,8 @@ from cmsproject.models import ApiKey
 class ApiKeyCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=120)
     scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=ApiKey.Scope.choices), allow_empty=False,
+        child=serializers.ChoiceField(choices=ApiKey.Scope.choices),
+        allow_empty=False,
         max_length=len(ApiKey.Scope.choices),
     )
 
@@ -18,8 +19,15 @@ class ApiKeySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiKey
-        fields = ["prefix", "name", "scopes", "created_by", "created_at", "last_used_at",
-                  "revoked_at"]
+        fields = [
+            "prefix",
+            "name",
+            "scopes",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ]
         read_only_fields = fields
 
 

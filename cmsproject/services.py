@@ -33,7 +33,9 @@ def api_key_create(
     if unknown:
         raise ValidationError(
             "Unknown scopes.",
-            errors=[FieldError("scopes", "invalid-choice", f"Unknown scope {s!r}.") for s in unknown],
+            errors=[
+                FieldError("scopes", "invalid-choice", f"Unknown scope {s!r}.") for s in unknown
+            ],
         )
     if not scopes:
         raise ValidationError(

@@ -3,5 +3,8 @@ def test_health_answers_ok_with_every_check(api_client, db):
 
     assert response.status_code == 200
     assert response.json()["checks"] == {
-        "database": "ok", "cache": "ok", "channel_layer": "ok", "broker": "ok"
+        "database": "ok",
+        "cache": "ok",
+        "channel_layer": "ok",
+        "broker": "ok",
     }
