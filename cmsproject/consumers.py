@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.http.request import validate_host
+from django.http.request import split_domain_port, validate_host
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 
@@ -38,8 +38,8 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
 def origin_allowed(origin: str) -> bool:
     if origin in settings.CMS_ALLOWED_ORIGINS:
         return True
-    host = urlsplit(origin).netloc
-    return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
+    domain, _port = split_domain_port(urlsplit(origin).netloc)
+    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
 
 
 @database_sync_to_async

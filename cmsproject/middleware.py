@@ -1,13 +1,16 @@
 """Request body limits, enforced before a byte of an oversized body is parsed.
 
-Two layers because two servers: `BodySizeLimitMiddleware` (Django, both WSGI and ASGI) rejects by
-`Content-Length`; `BodySizeLimitASGI` wraps the ASGI app so a chunked or lying client cannot
-stream an unbounded body into Django's ASGI request buffer. Django's DATA_UPLOAD_MAX_MEMORY_SIZE
-catches the remaining WSGI chunked case and `cmsproject.errors` maps it to 413.
+- `BodySizeLimitMiddleware` (Django, under both servers) rejects a declared `Content-Length`
+  over the limit.
+- Bodies streamed without a `Content-Length` (chunked) are handled by a wrapper around each
+  server's app, `BodySizeLimitASGI` and `ChunkedBodyWSGI`: each reads such a body up to the
+  limit (413 past it) and hands Django an ordinary sized body. Without them Django and DRF read
+  a chunked body as empty, and the ASGI handler would spool an unbounded one to disk.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -59,6 +62,9 @@ class BodySizeLimitASGI:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._reject(send, limit)
             return
+        if declared is None and scope.get("method") not in ("GET", "HEAD", "OPTIONS"):
+            await self._call_with_buffered_body(scope, receive, send, limit)
+            return
 
         received = 0
         response_started = False
@@ -83,6 +89,37 @@ class BodySizeLimitASGI:
         except _BodyTooLarge:
             if not response_started:
                 await self._reject(send, limit)
+
+    async def _call_with_buffered_body(
+        self, scope: Scope, receive: Receive, send: Send, limit: int
+    ) -> None:
+        """A body without Content-Length: read it whole (bounded by the limit), then present it
+        to Django with its length, as if the client had declared it."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > limit:
+                await self._reject(send, limit)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        headers = [(k, v) for k, v in scope.get("headers", []) if k != b"transfer-encoding"]
+        headers.append((b"content-length", str(size).encode()))
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app({**scope, "headers": headers}, replay, send)
 
     @staticmethod
     async def _reject(send: Send, limit: int) -> None:
@@ -130,3 +167,32 @@ class ApiTrailingSlashMiddleware:
             request.path_info = f"{path}/"
             request.path = f"{request.path}/"
         return self.get_response(request)
+
+
+class ChunkedBodyWSGI:
+    """The WSGI side of the same rule (gunicorn): Django reads nothing from a body that has no
+    CONTENT_LENGTH, so read it here, bounded, and give Django a sized body."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if chunked and not environ.get("CONTENT_LENGTH"):
+            limit = max_body_bytes()
+            body = environ["wsgi.input"].read(limit + 1)
+            if len(body) > limit:
+                payload = json.dumps(
+                    problem_body(413, TOO_LARGE_DETAIL.format(limit=limit), code="too-large")
+                ).encode()
+                start_response(
+                    "413 Request Entity Too Large",
+                    [
+                        ("Content-Type", PROBLEM_CONTENT_TYPE),
+                        ("Content-Length", str(len(payload))),
+                        ("Connection", "close"),
+                    ],
+                )
+                return [payload]
+            environ = {**environ, "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+        return self.app(environ, start_response)

@@ -94,8 +94,17 @@ def _serve_embedded(host: str, port: int, login: tuple[str, str]) -> None:
 
 def _serve_services(host: str, port: int, login: tuple[str, str]) -> None:
     ws_port = int(os.environ.get("WS_PORT") or port + 1)
-    env = {**os.environ, "HOST": host, "PORT": str(port), "WS_PORT": str(ws_port)}
-    honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
+    venv_bin = str(Path(sys.executable).parent)
+    # The Procfile's gunicorn, uvicorn and celery are this environment's, activated or not.
+    search_path = os.pathsep.join([venv_bin, os.environ.get("PATH", "")])
+    env = {
+        **os.environ,
+        "HOST": host,
+        "PORT": str(port),
+        "WS_PORT": str(ws_port),
+        "PATH": search_path,
+    }
+    honcho = shutil.which("honcho", path=venv_bin) or "honcho"
     _banner(
         [
             "Headless CMS - services mode (PostgreSQL, Redis; honcho runs the Procfile)",

@@ -5,4 +5,7 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cmsproject.settings")
-application = get_wsgi_application()
+django_wsgi = get_wsgi_application()
+from cmsproject.middleware import ChunkedBodyWSGI  # noqa: E402 - after Django is set up
+
+application = ChunkedBodyWSGI(django_wsgi)

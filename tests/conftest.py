@@ -25,8 +25,9 @@ ON_CI = os.environ.get("CI", "").lower() == "true"
 def _reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port),
-                                      timeout=2):
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2
+        ):
             return True
     except OSError:
         return False
@@ -35,10 +36,14 @@ def _reachable(url: str, default_port: int) -> bool:
 def pytest_sessionstart(session: pytest.Session) -> None:
     if not SERVICES_MODE:
         return
-    down = [name for name, url, port in (
-        ("PostgreSQL", os.environ["DATABASE_URL"], 5432),
-        ("Redis", os.environ["REDIS_URL"], 6379),
-    ) if not _reachable(url, port)]
+    down = [
+        name
+        for name, url, port in (
+            ("PostgreSQL", os.environ["DATABASE_URL"], 5432),
+            ("Redis", os.environ["REDIS_URL"], 6379),
+        )
+        if not _reachable(url, port)
+    ]
     if down:
         pytest.exit(f"Services mode, but unreachable: {', '.join(down)}", returncode=1)
 
@@ -46,9 +51,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "services" in item.keywords and not SERVICES_MODE:
-            item.add_marker(pytest.mark.skip(
-                reason="services-mode test: runs when DATABASE_URL and REDIS_URL are set "
-                       "(the second pass of .ci/run)"))
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="services-mode test: runs when DATABASE_URL and REDIS_URL are set "
+                    "(the second pass of .ci/run)"
+                )
+            )
         if "embedded" in item.keywords and SERVICES_MODE:
             item.add_marker(pytest.mark.skip(reason="embedded-mode test: runs in the first pass"))
 
