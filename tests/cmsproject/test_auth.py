@@ -252,3 +252,18 @@ def test_api_key_cannot_manage_api_keys(api_client):
     api_client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
 
     assert api_client.get("/api/v1/api-keys/").status_code == 403
+
+
+def test_admin_creates_an_api_key_and_shows_it_once(admin_client):
+    response = admin_client.post(
+        "/admin/cmsproject/apikey/add/",
+        {"name": "crm", "scopes": ["customers:read"]},
+        follow=True,
+    )
+
+    key = ApiKey.objects.get(name="crm")
+    shown = [str(message) for message in response.context["messages"]]
+    assert key.scopes == ["customers:read"]
+    assert any(f"cms_{key.prefix}_" in message for message in shown)
+    change_page = admin_client.get(f"/admin/cmsproject/apikey/{key.pk}/change/")
+    assert f"cms_{key.prefix}_".encode() not in change_page.content
