@@ -44,26 +44,20 @@ ASSUMED_VARIABLE_PAGE = 100
 
 class QueryLimitsRule(ValidationRule):
     def enter_operation_definition(self, node: OperationDefinitionNode, *args: Any) -> None:
-        max_depth = settings.CMS_GRAPHQL_MAX_DEPTH
-        max_cost = settings.CMS_GRAPHQL_MAX_COST
         depth, cost = self._measure(node.selection_set, depth=0, seen=frozenset())
         name = node.name.value if node.name else "anonymous"
-        if depth > max_depth:
-            self.report_error(
-                GraphQLError(
-                    f"Operation '{name}' has depth {depth}, over the limit of {max_depth}.",
-                    node,
-                    extensions={"code": "QUERY_TOO_DEEP"},
+        for measured, value, limit, code in (
+            ("has depth", depth, settings.CMS_GRAPHQL_MAX_DEPTH, "QUERY_TOO_DEEP"),
+            ("costs", cost, settings.CMS_GRAPHQL_MAX_COST, "QUERY_TOO_COSTLY"),
+        ):
+            if value > limit:
+                self.report_error(
+                    GraphQLError(
+                        f"Operation '{name}' {measured} {value}, over the limit of {limit}.",
+                        node,
+                        extensions={"code": code},
+                    )
                 )
-            )
-        if cost > max_cost:
-            self.report_error(
-                GraphQLError(
-                    f"Operation '{name}' costs {cost}, over the limit of {max_cost}.",
-                    node,
-                    extensions={"code": "QUERY_TOO_COSTLY"},
-                )
-            )
 
     def _measure(
         self, selection_set: SelectionSetNode | None, depth: int, seen: frozenset[str]

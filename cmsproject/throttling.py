@@ -49,15 +49,10 @@ class ApiKeyThrottle(CmsRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": key.prefix}
 
 
-class EventsIngestThrottle(CmsRateThrottle):
+class EventsIngestThrottle(AnonThrottle):
     """Anonymous event ingestion per IP: browsers post many events, so it has its own budget."""
 
     scope = "events"
-
-    def get_cache_key(self, request: Any, view: Any) -> str | None:
-        if request.user and request.user.is_authenticated:
-            return None
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
 class LoginThrottle(CmsRateThrottle):
