@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.http import HttpRequest, HttpResponse
 
@@ -83,40 +84,67 @@ def audit_admin_log_entry(sender: type, instance: LogEntry, created: bool, **kwa
 
 
 class AuditMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    """Records successful API writes; holds the request for `audit_record` callers meanwhile.
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    Runs natively under WSGI and ASGI; under ASGI only a write that is audited pays the hop to a
+    thread for its INSERT.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if iscoroutinefunction(self):
+            return self._acall(request)
         token = _current_request.set(request)
         try:
             response = self.get_response(request)
         finally:
             _current_request.reset(token)
-        if (
-            request.method in UNSAFE_METHODS
-            and request.path.startswith("/api/")
-            and response.status_code < 400
-            and getattr(request, "_cms_audit_writes", False)
-        ):
-            # DRF authenticates inside the view, so the actor is on the response's renderer
-            # context request, not on the Django request the middleware holds.
-            drf_request = getattr(response, "renderer_context", {}).get("request")
-            actor = getattr(drf_request, "user", None) or getattr(request, "user", None)
-            if actor is not None and actor.is_authenticated:
-                match = request.resolver_match
-                audit_record(
-                    actor=actor,
-                    action=f"api.{request.method.lower()}",
-                    object_type=match.view_name if match else "",
-                    object_id=str(match.kwargs.get("pk") or match.kwargs.get("prefix") or "")
-                    if match
-                    else "",
-                    object_repr=request.path,
-                    details={"status": response.status_code},
-                    request=request,
-                )
+        if _is_audited_write(request, response):
+            _record_api_write(request, response)
         return response
 
-    def process_view(self, request: HttpRequest, view_func: Any, args: Any, kwargs: Any) -> None:
-        view_class = getattr(view_func, "cls", None) or getattr(view_func, "view_class", None)
-        request._cms_audit_writes = getattr(view_class, "audit_writes", True)  # type: ignore[attr-defined]
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        token = _current_request.set(request)
+        try:
+            response = await self.get_response(request)
+        finally:
+            _current_request.reset(token)
+        if _is_audited_write(request, response):
+            await sync_to_async(_record_api_write)(request, response)
+        return response
+
+
+def _is_audited_write(request: HttpRequest, response: HttpResponse) -> bool:
+    if request.method not in UNSAFE_METHODS or response.status_code >= 400:
+        return False
+    match = request.resolver_match
+    if match is None or not request.path.startswith("/api/"):
+        return False
+    view_class = getattr(match.func, "cls", None) or getattr(match.func, "view_class", None)
+    return getattr(view_class, "audit_writes", True)
+
+
+def _record_api_write(request: HttpRequest, response: HttpResponse) -> None:
+    # DRF authenticates inside the view, so the actor is on the response's renderer context
+    # request, not on the Django request the middleware holds.
+    drf_request = getattr(response, "renderer_context", {}).get("request")
+    actor = getattr(drf_request, "user", None) or getattr(request, "user", None)
+    if actor is None or not actor.is_authenticated:
+        return
+    match = request.resolver_match
+    audit_record(
+        actor=actor,
+        action=f"api.{request.method.lower()}",
+        object_type=match.view_name,
+        object_id=str(match.kwargs.get("pk") or match.kwargs.get("prefix") or ""),
+        object_repr=request.path,
+        details={"status": response.status_code},
+        request=request,
+    )

@@ -15,6 +15,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import is_valid_path
@@ -28,11 +29,33 @@ def max_body_bytes() -> int:
     return settings.CMS_MAX_BODY_BYTES
 
 
-class BodySizeLimitMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+class DualModeMiddleware:
+    """Runs natively under both WSGI and ASGI. Django would otherwise hop between the event loop
+    and a thread around every sync-only middleware (bench/README.md has the cost)."""
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if iscoroutinefunction(self):
+            return self._acall(request)
+        return self.before(request) or self.get_response(request)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        return self.before(request) or await self.get_response(request)
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        """Answer early with a response, or None to go on. Must not block."""
+        raise NotImplementedError
+
+
+class BodySizeLimitMiddleware(DualModeMiddleware):
+    def before(self, request: HttpRequest) -> HttpResponse | None:
         limit = max_body_bytes()
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -40,7 +63,7 @@ class BodySizeLimitMiddleware:
             return problem_response(400, "Content-Length is not a number.", code="bad-request")
         if length > limit:
             return problem_response(413, TOO_LARGE_DETAIL.format(limit=limit), code="too-large")
-        return self.get_response(request)
+        return None
 
 
 Scope = dict[str, Any]
@@ -144,7 +167,7 @@ class _BodyTooLarge(Exception):
     pass
 
 
-class ApiTrailingSlashMiddleware:
+class ApiTrailingSlashMiddleware(DualModeMiddleware):
     """`POST /api/v1/auth/token` works like `/api/v1/auth/token/` (API.md).
 
     Django's APPEND_SLASH answers with a redirect, which clients follow with a GET and lose the
@@ -153,10 +176,7 @@ class ApiTrailingSlashMiddleware:
 
     PREFIXES = ("/api/", "/graphql")
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def before(self, request: HttpRequest) -> None:
         path = request.path_info
         if (
             path.startswith(self.PREFIXES)
@@ -166,7 +186,6 @@ class ApiTrailingSlashMiddleware:
         ):
             request.path_info = f"{path}/"
             request.path = f"{request.path}/"
-        return self.get_response(request)
 
 
 class ChunkedBodyWSGI:

@@ -123,3 +123,23 @@ def test_role_sync_is_idempotent_and_restores_removed_permissions():
     roles_sync()
 
     assert set(developer.permissions.values_list("codename", flat=True)) == before
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_api_writes_are_audited_on_the_async_path_too(async_client, superuser):
+    """Under ASGI the middleware runs as a coroutine; the write must still be recorded."""
+    from asgiref.sync import sync_to_async
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    token = await sync_to_async(AccessToken.for_user)(superuser)
+
+    response = await async_client.post(
+        "/api/v1/api-keys",
+        {"name": "k", "scopes": ["content:read"]},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert response.status_code == 201  # the slashless path was resolved directly, too
+    entry = await AuditEntry.objects.aget()
+    assert (entry.actor_label, entry.action) == (superuser.username, "api.post")
