@@ -21,7 +21,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "content": ALL,
         "segmentation": ALL,
         "experiments": ALL,
-        "customers": frozenset({"view", "change"}),
+        "customers": frozenset({"view", "change", "export"}),
         "analytics": READ,
     },
     "Developer": {
@@ -34,7 +34,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
     },
     "Analyst": {
         "content": READ,
-        "customers": READ,
+        "customers": frozenset({"view", "export"}),
         "analytics": READ,
         "segmentation": READ,
         "experiments": READ,
