@@ -52,6 +52,10 @@ class CustomerTokenRequestSerializer(serializers.Serializer):
     external_id = serializers.CharField(max_length=255)
 
 
+class AccessTokenSerializer(serializers.Serializer):
+    access = serializers.CharField()
+
+
 class HealthSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok"])
     checks = serializers.DictField(child=serializers.CharField())

@@ -18,3 +18,22 @@ class UserFactory(factory.django.DjangoModelFactory):
     def save_password(self, create, extracted, **kwargs):
         if create:
             self.save()
+
+
+class CustomerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "customers.Customer"
+
+    external_id = factory.Sequence(lambda n: f"site-user-{n}")
+    email = factory.Sequence(lambda n: f"customer{n}@example.com")
+    name = factory.Sequence(lambda n: f"Customer {n}")
+
+
+class AttributeDefinitionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "customers.AttributeDefinition"
+        django_get_or_create = ("key",)
+
+    key = factory.Sequence(lambda n: f"attribute_{n}")
+    label = factory.LazyAttribute(lambda definition: definition.key.replace("_", " ").title())
+    type = "string"
