@@ -76,6 +76,9 @@ class EventRollup(models.Model):
     uniques = models.PositiveBigIntegerField(default=0)
 
     class Meta:
+        verbose_name = "event roll-up"
+        # Marketers find the journey report (the roll-ups' admin page, with charts) by this name.
+        verbose_name_plural = "journey reports"
         constraints = [
             models.UniqueConstraint(
                 fields=["event_type", "interval", "bucket"], name="one_rollup_per_bucket"
@@ -124,6 +127,7 @@ class DroppedEvents(models.Model):
     count = models.PositiveBigIntegerField(default=0)
 
     class Meta:
+        verbose_name_plural = "dropped events"
         constraints = [
             models.UniqueConstraint(fields=["day", "reason"], name="one_drop_count_per_day")
         ]

@@ -23,10 +23,10 @@ from cmsproject.auth import (
     HasApiKeyScope,
     StaffModelPermission,
 )
-from cmsproject.errors import NotImplementedYet
 from cmsproject.health import health_report
 from cmsproject.models import ApiKey
 from cmsproject.serializers import (
+    AccessTokenSerializer,
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
     ApiKeySerializer,
@@ -202,11 +202,22 @@ class CustomerTokenApi(APIView):
 
     @extend_schema(
         request=CustomerTokenRequestSerializer,
-        responses={200: TokenPairSerializer, 401: PROBLEM, 403: PROBLEM, 501: PROBLEM},
+        responses={
+            200: AccessTokenSerializer,
+            400: PROBLEM,
+            401: PROBLEM,
+            403: PROBLEM,
+            409: PROBLEM,
+        },
     )
     def post(self, request: Request) -> Response:
-        CustomerTokenRequestSerializer(data=request.data).is_valid(raise_exception=True)
-        raise NotImplementedYet("Customer tokens are issued once customer profiles exist.")
+        # Imported here: customers' modules import cmsproject's, not the other way round.
+        from customers.services import customer_token_issue
+
+        body = CustomerTokenRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        access = customer_token_issue(external_id=body.validated_data["external_id"])
+        return Response({"access": access})
 
 
 # --- API keys ------------------------------------------------------------------------------------

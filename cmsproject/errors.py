@@ -65,6 +65,11 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class ServiceUnavailable(DomainError):
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "service-unavailable"
+
+
 class NotImplementedYet(DomainError):
     status = HTTPStatus.NOT_IMPLEMENTED
     code = "not-implemented"

@@ -39,3 +39,10 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "name": "Authorization",
             "description": "`Api-Key <key>`; scoped, revocable.",
         }
+
+
+class StatelessBearerJWTScheme(BearerJWTScheme):
+    """Event ingestion reads the same Bearer JWT without a user lookup."""
+
+    target_class = "analytics.api.views.StatelessBearerAuthentication"
+    name = "BearerJWTStateless"

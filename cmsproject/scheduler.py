@@ -33,6 +33,9 @@ class EmbeddedScheduler(threading.Thread):
         super().__init__(name="cms-embedded-beat", daemon=True)
         self.tick_seconds = tick_seconds
         self._stop_requested = threading.Event()
+        # A worker imports every app's tasks module when it starts; there is no worker here,
+        # so import them now, or the schedule would name tasks Celery has never heard of.
+        app.loader.import_default_modules()
         started = timezone.now()
         self.entries: dict[str, tuple[dict, BaseSchedule]] = {
             name: (entry, _as_schedule(entry["schedule"]))

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import graphene
 
+from analytics.graphql import AnalyticsQueries
 from cmsproject.graphql_types import PlatformQueries
+from customers.graphql import CustomerQueries
 
 
-class Query(PlatformQueries, graphene.ObjectType):
+class Query(AnalyticsQueries, CustomerQueries, PlatformQueries, graphene.ObjectType):
     pass
 
 

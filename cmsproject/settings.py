@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
+    "django_filters",  # its DRF filter backend renders a form template in the browsable API
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "graphene_django",
@@ -147,6 +148,10 @@ if REDIS_URL:
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
         }
     }
+    # Fail open when Redis is away: throttles allow, cached reads fall back to the database, and
+    # what truly needs Redis (the event buffer) answers 503 itself; never a 500 from the cache.
+    DJANGO_REDIS_IGNORE_EXCEPTIONS = True
+    DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -272,6 +277,9 @@ GRAPHENE = {
 }
 CMS_GRAPHQL_MAX_DEPTH = int(os.environ.get("CMS_GRAPHQL_MAX_DEPTH", 10))
 CMS_GRAPHQL_MAX_COST = int(os.environ.get("CMS_GRAPHQL_MAX_COST", 5000))
+
+# Refuse events whose type has not been registered (else unknown types are stored schema-less).
+CMS_EVENTS_STRICT_TYPES = env_bool("CMS_EVENTS_STRICT_TYPES", False)
 
 CMS_AUDIT_RETENTION_DAYS = int(os.environ.get("CMS_AUDIT_RETENTION_DAYS", 90))
 

@@ -24,6 +24,8 @@ api_v1 = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("api/v1/", include("customers.urls")),
+    path("api/v1/", include("analytics.api.urls")),
     path("graphql/", GraphQLApi.as_view(schema=schema), name="graphql"),
 ]
 

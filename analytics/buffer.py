@@ -1,0 +1,236 @@
+"""The event buffer: where `POST /api/v1/events` appends and the drain worker reads.
+
+Services mode: a Redis Stream read by a consumer group. An entry stays pending until the drain
+acknowledges it after its transaction commits; entries a dead consumer left pending are claimed
+by another with XAUTOCLAIM. Embedded mode: an append-only JSON-lines file with a committed read
+offset, the same at-least-once contract for one process. Storing an event twice is impossible
+either way: the drain inserts by event id and ignores ids it already has.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+GROUP = "drain"
+
+
+def stream_key() -> str:
+    # Prefixed like the cache, so test runs and a developer's server never share a stream.
+    return f"{settings.CACHE_KEY_PREFIX}:events"
+
+
+class BufferUnavailable(Exception):
+    """The buffer cannot take events right now (Redis down, disk full)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    entry_id: str
+    event: dict[str, Any] | None  # None: the entry could not be decoded
+
+
+class EventBuffer(Protocol):
+    def append(self, events: list[dict[str, Any]]) -> None: ...
+
+    def read(self, *, count: int, block_ms: int = 0) -> list[Entry]: ...
+
+    def ack(self, entry_ids: list[str]) -> None: ...
+
+    def pending_count(self) -> int: ...
+
+
+def _decode(raw: bytes | str) -> dict[str, Any] | None:
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+class RedisStreamBuffer:
+    def __init__(self, url: str, *, consumer: str | None = None, claim_idle_ms: int | None = None):
+        self.redis = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.stream = stream_key()
+        # How long an entry may sit with a consumer before another one takes it over: longer than
+        # any healthy batch takes, short enough to keep roll-ups under a minute behind.
+        self.claim_idle_ms = (
+            claim_idle_ms
+            if claim_idle_ms is not None
+            else int(os.environ.get("CMS_EVENTS_CLAIM_IDLE_MS", 30_000))
+        )
+        self._group_ready = False
+
+    def append(self, events: list[dict[str, Any]]) -> None:
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for event in events:
+                pipe.xadd(self.stream, {"e": json.dumps(event, separators=(",", ":"))})
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise BufferUnavailable(str(exc)) from exc
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def read(self, *, count: int, block_ms: int = 0) -> list[Entry]:
+        """Own pending entries first (a retry after a failed batch), then entries left pending by
+        dead consumers, then new ones."""
+        self._ensure_group()
+        own = self.redis.xreadgroup(GROUP, self.consumer, {self.stream: "0"}, count=count)
+        entries = self._entries(own)
+        if not entries:
+            _next, claimed, _deleted = self.redis.xautoclaim(
+                self.stream,
+                GROUP,
+                self.consumer,
+                min_idle_time=self.claim_idle_ms,
+                start_id="0-0",
+                count=count,
+            )
+            entries = [self._entry(entry_id, fields) for entry_id, fields in claimed]
+        if not entries:
+            fresh = self.redis.xreadgroup(
+                GROUP, self.consumer, {self.stream: ">"}, count=count, block=block_ms or None
+            )
+            entries = self._entries(fresh)
+        return entries
+
+    def ack(self, entry_ids: list[str]) -> None:
+        if not entry_ids:
+            return
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xack(self.stream, GROUP, *entry_ids)
+        pipe.xdel(self.stream, *entry_ids)  # acknowledged entries are in the database now
+        pipe.execute()
+
+    def pending_count(self) -> int:
+        self._ensure_group()
+        return int(self.redis.xlen(self.stream))
+
+    def _entries(self, response: Any) -> list[Entry]:
+        if not response:
+            return []
+        _stream, items = response[0]
+        return [self._entry(entry_id, fields) for entry_id, fields in items if fields]
+
+    @staticmethod
+    def _entry(entry_id: bytes | str, fields: dict) -> Entry:
+        entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        raw = (fields or {}).get(b"e") or (fields or {}).get("e") or b""
+        return Entry(entry_id, _decode(raw))
+
+
+class FileBuffer:
+    """Embedded mode: `events.jsonl` plus `events.offset` (bytes already drained).
+
+    Appends and reads take an exclusive lock on the file, so the web process and the in-process
+    drain never interleave. When everything is drained the file is truncated, so it stays small.
+    """
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / "events.jsonl"
+        self.offset_path = self.directory / "events.offset"
+        self.path.touch(exist_ok=True)
+
+    @contextmanager
+    def _locked(self) -> Iterator[Any]:
+        with self.path.open("a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield handle
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def append(self, events: list[dict[str, Any]]) -> None:
+        payload = b"".join(
+            json.dumps(event, separators=(",", ":")).encode() + b"\n" for event in events
+        )
+        try:
+            with self._locked() as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())  # accepted means on disk
+        except OSError as exc:
+            raise BufferUnavailable(str(exc)) from exc
+
+    def _offset(self) -> int:
+        try:
+            return int(self.offset_path.read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def read(self, *, count: int, block_ms: int = 0) -> list[Entry]:
+        with self._locked() as handle:
+            handle.seek(self._offset())
+            entries = []
+            while len(entries) < count:
+                start = handle.tell()
+                line = handle.readline()
+                if not line.endswith(b"\n"):  # nothing more, or a write still in flight
+                    break
+                # The entry id is "<start>-<end>": acking it moves the offset to <end>.
+                entries.append(Entry(f"{start}-{handle.tell()}", _decode(line)))
+            return entries
+
+    def ack(self, entry_ids: list[str]) -> None:
+        if not entry_ids:
+            return
+        end = max(int(entry_id.split("-")[1]) for entry_id in entry_ids)
+        with self._locked() as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if end >= size:
+                handle.truncate(0)  # all drained: start the file afresh
+                end = 0
+            tmp = self.offset_path.with_suffix(".tmp")
+            tmp.write_text(str(end))
+            os.replace(tmp, self.offset_path)
+
+    def pending_count(self) -> int:
+        with self._locked() as handle:
+            handle.seek(self._offset())
+            return sum(1 for line in handle if line.endswith(b"\n"))
+
+
+_buffer: EventBuffer | None = None
+
+
+def event_buffer() -> EventBuffer:
+    """The process's buffer, chosen by mode."""
+    global _buffer
+    if _buffer is None:
+        if settings.REDIS_URL:
+            _buffer = RedisStreamBuffer(settings.REDIS_URL)
+        else:
+            _buffer = FileBuffer(Path(settings.VAR_DIR) / "events")
+    return _buffer
+
+
+def event_buffer_reset() -> None:
+    """Forget the process's buffer (tests switch directories and URLs)."""
+    global _buffer
+    _buffer = None

@@ -1,0 +1,66 @@
+"""Reads of analytics data, for this app's views and for other apps."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from django.core.cache import cache
+from django.db.models import Sum
+from jsonschema import Draft202012Validator
+
+from analytics.models import EventType, SubjectDailyRollup
+
+CATALOG_CACHE_KEY = "analytics:event-type-catalog"
+CATALOG_TTL_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class EventTypeInfo:
+    name: str
+    schema: dict[str, Any] | None
+    journey_stage: str
+    distinct_properties: tuple[str, ...]
+
+
+def event_type_catalog() -> dict[str, EventTypeInfo]:
+    """Every event type, from the cache: ingestion reads it on every request and must not touch
+    the database. Saving a type deletes the cached copy (`event_type_catalog_forget`)."""
+    catalog = cache.get(CATALOG_CACHE_KEY)
+    if catalog is None:
+        catalog = {
+            row.name: EventTypeInfo(
+                row.name, row.schema, row.journey_stage, tuple(row.distinct_properties)
+            )
+            for row in EventType.objects.all()
+        }
+        cache.set(CATALOG_CACHE_KEY, catalog, CATALOG_TTL_SECONDS)
+    return catalog
+
+
+def event_type_catalog_forget() -> None:
+    cache.delete(CATALOG_CACHE_KEY)
+
+
+@lru_cache(maxsize=512)
+def _validator_for(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json))
+
+
+def properties_validator(info: EventTypeInfo) -> Draft202012Validator | None:
+    """A compiled validator per distinct schema, kept for the life of the process."""
+    if not info.schema:
+        return None
+    return _validator_for(json.dumps(info.schema, sort_keys=True))
+
+
+def subject_event_counts(*, customer_ids: list[int], event_type: str) -> dict[int, int]:
+    """{customer id: events of this type on record}, from the daily roll-ups."""
+    rows = (
+        SubjectDailyRollup.objects.filter(customer_id__in=customer_ids, event_type=event_type)
+        .values("customer_id")
+        .annotate(total=Sum("count"))
+    )
+    return {row["customer_id"]: row["total"] for row in rows}
