@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import AccessToken
 
 from cmsproject.models import ApiKey
 from cmsproject.services import api_key_create
+from customers.models import Customer
 
 pytestmark = pytest.mark.django_db
 PROBLEM = "application/problem+json"
@@ -182,9 +184,20 @@ def test_api_key_authenticates_and_records_last_use(api_client):
 
     response = api_client.post("/api/v1/auth/customer-token/", {"external_id": "u1"}, format="json")
 
-    assert response.status_code == 501  # auth and scope passed; customers arrive later
+    assert response.status_code == 200
+    assert set(response.json()) == {"access"}
     key.refresh_from_db()
     assert key.last_used_at is not None
+
+
+def test_customer_token_is_an_access_jwt_for_the_customers_login(api_client):
+    _, raw = api_key_create(name="k", scopes=["customers:impersonate"], created_by=None)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
+
+    response = api_client.post("/api/v1/auth/customer-token/", {"external_id": "u1"}, format="json")
+
+    customer = Customer.objects.get(external_id="u1")
+    assert AccessToken(response.json()["access"])["user_id"] == str(customer.user_id)
 
 
 def test_revoked_api_key_is_401(api_client, staff_client):

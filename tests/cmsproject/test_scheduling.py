@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_every_periodic_task_exists_and_expires():
+    EmbeddedScheduler()  # imports the tasks modules, as a worker does when it starts
     for name, entry in app.conf.beat_schedule.items():
         assert entry["task"] in app.tasks, name
         assert entry["options"]["expires"] > 0, name

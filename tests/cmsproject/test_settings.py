@@ -74,3 +74,17 @@ def test_a_malformed_boolean_is_refused_not_guessed():
     result = load_settings(DEBUG="maybe")
 
     assert "DEBUG must be a boolean" in result.stderr
+
+
+@pytest.mark.django_db
+def test_demo_data_loads_twice_without_duplicates():
+    from analytics.models import EventType
+    from cmsproject.demo import demo_load_all
+    from customers.models import Customer
+
+    first = demo_load_all(staff_password="pw-for-demo-staff")
+    demo_load_all(staff_password="pw-for-demo-staff")
+
+    assert any(line.startswith("customers:") for line in first)
+    assert Customer.objects.filter(external_id__startswith="demo-").count() == 3
+    assert EventType.objects.filter(name="purchase").count() == 1
