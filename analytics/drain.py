@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -120,8 +121,8 @@ def _store(entries: list[Entry], buffer: EventBuffer) -> DrainReport:
         report.inserted, report.dropped = len(new_rows), dropped
         report.duplicates = len(rows) - len(new_rows)
         if new_rows:
-            _update_subject_daily(new_rows)
-            _update_event_rollups(new_rows)
+            new_subject_days = _update_subject_daily(new_rows)
+            _update_event_rollups(new_rows, new_subject_days)
             record_customer_activity(new_rows)
         _count_dropped(dropped)
         entry_ids = [entry.entry_id for entry in entries]
@@ -248,7 +249,9 @@ def _numeric(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _update_subject_daily(rows: list[Row]) -> None:
+def _update_subject_daily(rows: list[Row]) -> Counter:
+    """Merge the batch into the per-subject daily roll-ups; returns, per (type, day), how many
+    subjects appear for the first time (exactly the day bucket's new unique subjects)."""
     catalog = event_type_catalog()
     delta: dict[tuple[str, date, str], dict[str, Any]] = {}
     for row in rows:
@@ -274,16 +277,11 @@ def _update_subject_daily(rows: list[Row]) -> None:
             event_type__in={k[2] for k in delta},
         )
     }
-    to_update, to_create = [], []
+    merged = []
     for key, item in delta.items():
-        rollup = existing.get(key)
-        if rollup is None:
-            rollup = SubjectDailyRollup(
-                subject=key[0], day=key[1], event_type=key[2], customer_id=item["customer_id"]
-            )
-            to_create.append(rollup)
-        else:
-            to_update.append(rollup)
+        rollup = existing.get(key) or SubjectDailyRollup(
+            subject=key[0], day=key[1], event_type=key[2], customer_id=item["customer_id"]
+        )
         rollup.count += item["count"]
         sums = dict(rollup.sums)
         for name, value in item["sums"].items():
@@ -291,11 +289,22 @@ def _update_subject_daily(rows: list[Row]) -> None:
         rollup.sums = sums
         distinct = dict(rollup.distinct)
         for name, values in item["distinct"].items():
-            merged = set(distinct.get(name, [])) | values
-            distinct[name] = sorted(merged, key=str)[:MAX_DISTINCT_VALUES]
+            union = set(distinct.get(name, [])) | values
+            distinct[name] = sorted(union, key=str)[:MAX_DISTINCT_VALUES]
         rollup.distinct = distinct
-    SubjectDailyRollup.objects.bulk_update(to_update, ["count", "sums", "distinct"])
-    SubjectDailyRollup.objects.bulk_create(to_create)
+        merged.append(rollup)
+    # Rows that existed are locked above: one INSERT … ON CONFLICT DO UPDATE writes them all
+    # (Django's bulk_update would build a CASE per row and column, the drain's main cost).
+    SubjectDailyRollup.objects.bulk_create(
+        [rollup for rollup in merged if rollup.pk is not None],
+        update_conflicts=True,
+        unique_fields=["subject", "day", "event_type"],
+        update_fields=["count", "sums", "distinct"],
+    )
+    # New rows are plain inserts: if another worker created one meanwhile, the IntegrityError
+    # retries the whole batch rather than letting one overwrite the other's counts.
+    SubjectDailyRollup.objects.bulk_create([rollup for rollup in merged if rollup.pk is None])
+    return Counter((key[2], key[1]) for key in delta if key not in existing)
 
 
 BUCKET_WIDTH = {Interval.MINUTE: timedelta(minutes=1), Interval.HOUR: timedelta(hours=1)}
@@ -310,39 +319,92 @@ def _bucket_start(moment: datetime, interval: str) -> datetime:
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _update_event_rollups(rows: Iterable[Row]) -> None:
-    event_rollups_recount(occurrences=((row.type, row.timestamp) for row in rows))
-
-
-def event_rollups_recount(*, occurrences: Iterable[tuple[str, datetime]]) -> None:
-    """Recount the buckets that these (type, time) occurrences fall in.
-
-    Minute and hour buckets are recounted from the events in them (small, and exact for unique
-    subjects); day buckets from the per-subject daily roll-ups (one row per subject). A recount
-    is idempotent, so a retried batch or a re-linked history cannot double anything.
+def _update_event_rollups(rows: list[Row], new_subject_days: Counter) -> None:
+    """Day buckets by increment: the batch's new rows are known exactly, and so are the subjects
+    new to each day (their daily roll-up row did not exist). Minute and hour buckets are
+    recounted from their events, which is exact for unique subjects and cheap for small buckets.
     """
+    per_day = Counter((row.type, row.timestamp.date()) for row in rows)
+    _rollups_add(
+        [
+            (event_type, Interval.DAY, _midnight(day), count, new_subject_days[(event_type, day)])
+            for (event_type, day), count in per_day.items()
+        ]
+    )
+    event_rollups_recount(
+        occurrences=((row.type, row.timestamp) for row in rows),
+        intervals=(Interval.MINUTE, Interval.HOUR),
+    )
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, dt_time.min, tzinfo=UTC)
+
+
+def _rollups_add(increments: list[tuple[str, str, datetime, int, int]]) -> None:
+    """INSERT … ON CONFLICT DO UPDATE adding to count and uniques, in one statement."""
+    if not increments:
+        return
+    ops, quote = connection.ops, connection.ops.quote_name
+    table = quote(EventRollup._meta.db_table)
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(increments))
+    params: list[Any] = []
+    for event_type, interval, bucket, count, uniques in increments:
+        params += [event_type, interval, ops.adapt_datetimefield_value(bucket), count, uniques]
+    count_col, uniques_col = quote("count"), quote("uniques")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({quote('event_type')}, {quote('interval')}, {quote('bucket')}, "  # noqa: S608 - only placeholders are interpolated
+            f"{count_col}, {uniques_col}) VALUES {values} "
+            f"ON CONFLICT ({quote('event_type')}, {quote('interval')}, {quote('bucket')}) "
+            f"DO UPDATE SET {count_col} = {table}.{count_col} + excluded.{count_col}, "
+            f"{uniques_col} = {table}.{uniques_col} + excluded.{uniques_col}",
+            params,
+        )
+
+
+def event_rollups_recount(
+    *, occurrences: Iterable[tuple[str, datetime]], intervals: Iterable[str] = Interval.values
+) -> None:
+    """Recount the buckets that these (type, time) occurrences fall in, from scratch.
+
+    Minute and hour buckets from the events in them, day buckets from the per-subject daily
+    roll-ups (one row per subject). Idempotent: linking an anonymous history to its customer
+    (which changes unique counts) recounts rather than adds.
+    """
+    intervals = tuple(intervals)
     touched: dict[tuple[str, str], set[datetime]] = defaultdict(set)
     for event_type, moment in occurrences:
-        for interval in Interval.values:
+        for interval in intervals:
             touched[(event_type, interval)].add(_bucket_start(moment, interval))
-    upserts = []
-    for (event_type, interval), buckets in touched.items():
-        for bucket, count, uniques in _recount(event_type, interval, buckets):
-            upserts.append(
-                EventRollup(
-                    event_type=event_type,
-                    interval=interval,
-                    bucket=bucket,
-                    count=count,
-                    uniques=uniques,
-                )
-            )
+    upserts = [
+        EventRollup(
+            event_type=event_type, interval=interval, bucket=bucket, count=count, uniques=uniques
+        )
+        for (event_type, interval), buckets in touched.items()
+        for bucket, count, uniques in _recount(event_type, interval, buckets)
+    ]
     EventRollup.objects.bulk_create(
         upserts,
         update_conflicts=True,
         unique_fields=["event_type", "interval", "bucket"],
         update_fields=["count", "uniques"],
     )
+
+
+def _bucket_ranges(buckets: set[datetime], width: timedelta) -> Q:
+    """The touched buckets as few time ranges (adjacent buckets merged): a batch of late events
+    spread over a month must not scan the month between them."""
+    ranges: list[list[datetime]] = []
+    for start in sorted(buckets):
+        if ranges and ranges[-1][1] == start:
+            ranges[-1][1] = start + width
+        else:
+            ranges.append([start, start + width])
+    condition = Q()
+    for start, end in ranges:
+        condition |= Q(timestamp__gte=start, timestamp__lt=end)
+    return condition
 
 
 def _recount(event_type: str, interval: str, buckets: set[datetime]) -> list[tuple]:
@@ -354,21 +416,9 @@ def _recount(event_type: str, interval: str, buckets: set[datetime]) -> list[tup
             .values("day")
             .annotate(total=Sum("count"), subjects=Count("id"))
         )
-        first = min(buckets)
-        return [
-            (
-                first.replace(year=d["day"].year, month=d["day"].month, day=d["day"].day),
-                d["total"],
-                d["subjects"],
-            )
-            for d in days
-        ]
+        return [(_midnight(d["day"]), d["total"], d["subjects"]) for d in days]
     counted = (
-        Event.objects.filter(
-            type=event_type,
-            timestamp__gte=min(buckets),
-            timestamp__lt=max(buckets) + BUCKET_WIDTH[interval],
-        )
+        Event.objects.filter(_bucket_ranges(buckets, BUCKET_WIDTH[interval]), type=event_type)
         .annotate(bucket=TRUNCATE[interval]("timestamp"))
         .values("bucket")
         .annotate(
@@ -377,11 +427,7 @@ def _recount(event_type: str, interval: str, buckets: set[datetime]) -> list[tup
             anonymous=Count("anonymous_id", distinct=True, filter=Q(customer__isnull=True)),
         )
     )
-    return [
-        (c["bucket"], c["total"], c["customers"] + c["anonymous"])
-        for c in counted
-        if c["bucket"] in buckets
-    ]
+    return [(c["bucket"], c["total"], c["customers"] + c["anonymous"]) for c in counted]
 
 
 def _spend_of(row: Row) -> Decimal:
