@@ -64,3 +64,14 @@ def subject_event_counts(*, customer_ids: list[int], event_type: str) -> dict[in
         .annotate(total=Sum("count"))
     )
     return {row["customer_id"]: row["total"] for row in rows}
+
+
+def customer_events_recent(*, customer_id: int, limit: int = 50) -> list[dict[str, Any]]:
+    """A customer's latest interactions, newest first, for their profile page."""
+    from analytics.models import Event
+
+    return list(
+        Event.objects.filter(customer_id=customer_id)
+        .order_by("-timestamp", "-id")
+        .values("type", "timestamp", "properties")[:limit]
+    )

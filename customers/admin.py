@@ -7,11 +7,15 @@ accepts exactly what the APIs accept.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
+from django.utils.timezone import localtime
 
 from cmsproject.errors import DomainError
 from customers.models import AnonymousId, AttributeDefinition, Consent, Customer
@@ -103,7 +107,15 @@ class CustomerAdmin(admin.ModelAdmin):
     list_per_page = 50
     ordering = ["-id"]
     inlines = [ConsentInline, AnonymousIdInline]
-    readonly_fields = ["user", "last_seen", "total_spend", "created_at", "updated_at", "erased_at"]
+    readonly_fields = [
+        "user",
+        "last_seen",
+        "total_spend",
+        "created_at",
+        "updated_at",
+        "erased_at",
+        "interaction_timeline",
+    ]
     fieldsets = [
         (None, {"fields": ["email", "name", "external_id", "user"]}),
         ("Marketing", {"fields": ["loyalty_tier", "lifecycle_stage", "attributes"]}),
@@ -112,7 +124,36 @@ class CustomerAdmin(admin.ModelAdmin):
             "Activity",
             {"fields": ["last_seen", "total_spend", "created_at", "updated_at", "erased_at"]},
         ),
+        ("Interactions", {"fields": ["interaction_timeline"]}),
     ]
+
+    @admin.display(description="latest interactions")
+    def interaction_timeline(self, customer: Customer) -> str:
+        """The latest events, newest first: what the customer did, when, with what."""
+        from analytics.selectors import customer_events_recent
+
+        if customer.pk is None:
+            return "-"
+        events = customer_events_recent(customer_id=customer.pk)
+        if not events:
+            return "No interactions recorded yet."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            (
+                (
+                    date_format(localtime(e["timestamp"]), "DATETIME_FORMAT"),
+                    e["type"],
+                    json.dumps(e["properties"])[:200],
+                )
+                for e in events
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>when</th><th>event</th><th>properties</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            rows,
+        )
 
 
 class AttributeDefinitionAdminForm(forms.ModelForm):

@@ -112,3 +112,39 @@ def test_attribute_definition_admin_lists(admin_client):
     response = admin_client.get("/admin/customers/attributedefinition/")
 
     assert response.status_code == 200 and b"plan" in response.content
+
+
+def test_profile_page_shows_the_latest_interactions_escaped(admin_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from analytics.models import Event
+    from customers.models import Customer
+
+    customer = Customer.objects.create(external_id="timeline", email="t@example.com")
+    now = timezone.now()
+    Event.objects.create(
+        id="e1",
+        type="page_view",
+        customer=customer,
+        timestamp=now,
+        received_at=now,
+        properties={"path": "<script>alert(1)</script>"},
+    )
+    Event.objects.create(
+        id="e2",
+        type="purchase",
+        customer=customer,
+        timestamp=now + timedelta(seconds=1),
+        received_at=now,
+        properties={"amount": 9},
+    )
+
+    page = admin_client.get(f"/admin/customers/customer/{customer.pk}/change/")
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert html.index("purchase") < html.index("page_view")  # newest first
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;" in html
