@@ -24,6 +24,7 @@ from analytics.models import DroppedEvents, EventRollup, EventType, Interval, Jo
 from analytics.reports import journeys, timeseries
 from analytics.selectors import event_type_catalog_forget
 from analytics.services import event_type_save
+from cmsproject.admin import ReadOnlyAdmin
 from cmsproject.errors import ValidationError
 
 DEFAULT_REPORT_DAYS = 30
@@ -71,17 +72,6 @@ class EventTypeAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         super().delete_queryset(request, queryset)
         event_type_catalog_forget()
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(DroppedEvents)

@@ -74,8 +74,21 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return False  # revoke instead: the row keeps the history of who used what
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For records written only by the system (audit log, counters): look, never touch."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = [
         "created_at",
         "actor_label",
@@ -89,12 +102,3 @@ class AuditEntryAdmin(admin.ModelAdmin):
     search_fields = ["actor_label", "object_id", "object_repr"]
     date_hierarchy = "created_at"
     list_select_related = ["actor"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from customers.models import AttributeDefinition, Customer, LifecycleStage, LoyaltyTier
 from customers.selectors import customer_consents
-from customers.services import CONSENTS_SCHEMA, PREFERENCES_SCHEMA
+from customers.services import CONSENTS_SCHEMA, CUSTOMER_WRITABLE_FIELDS, PREFERENCES_SCHEMA
 
 
 @extend_schema_field(PREFERENCES_SCHEMA)
@@ -44,13 +44,7 @@ class CustomerSerializer(serializers.ModelSerializer):
         model = Customer
         fields = [
             "id",
-            "email",
-            "name",
-            "external_id",
-            "loyalty_tier",
-            "lifecycle_stage",
-            "attributes",
-            "preferences",
+            *CUSTOMER_WRITABLE_FIELDS,
             "consents",
             "last_seen",
             "total_spend",
