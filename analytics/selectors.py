@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -25,9 +26,26 @@ class EventTypeInfo:
     distinct_properties: tuple[str, ...]
 
 
+# Each process also keeps the catalog for a few seconds, sparing ingestion a Redis round trip per
+# request; a changed event type reaches every process within that time.
+LOCAL_CATALOG_SECONDS = 5.0
+_local_catalog: tuple[float, dict[str, EventTypeInfo]] | None = None
+
+
 def event_type_catalog() -> dict[str, EventTypeInfo]:
-    """Every event type, from the cache: ingestion reads it on every request and must not touch
-    the database. Saving a type deletes the cached copy (`event_type_catalog_forget`)."""
+    """Every event type, from memory or the cache: ingestion reads it on every request and must
+    not touch the database. Saving a type deletes the cached copies
+    (`event_type_catalog_forget`)."""
+    global _local_catalog
+    now = time.monotonic()
+    if _local_catalog is not None and now - _local_catalog[0] < LOCAL_CATALOG_SECONDS:
+        return _local_catalog[1]
+    catalog = _shared_event_type_catalog()
+    _local_catalog = (now, catalog)
+    return catalog
+
+
+def _shared_event_type_catalog() -> dict[str, EventTypeInfo]:
     catalog = cache.get(CATALOG_CACHE_KEY)
     if catalog is None:
         catalog = {
@@ -41,6 +59,8 @@ def event_type_catalog() -> dict[str, EventTypeInfo]:
 
 
 def event_type_catalog_forget() -> None:
+    global _local_catalog
+    _local_catalog = None
     cache.delete(CATALOG_CACHE_KEY)
 
 

@@ -64,6 +64,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
     """Throttle counters and cached values must not leak from one test into the next."""
+    from analytics import selectors
+
+    selectors._local_catalog = None  # the per-process copy of the event type catalog
     if hasattr(cache, "delete_pattern"):
         cache.delete_pattern("*")  # scoped to our key prefix; never FLUSHDB on a shared Redis
     else:
