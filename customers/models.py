@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 
 class LoyaltyTier(models.TextChoices):
@@ -62,6 +63,12 @@ class Customer(models.Model):
             models.Index(fields=["loyalty_tier", "last_seen"], name="customer_tier_seen"),
             models.Index(fields=["lifecycle_stage", "last_seen"], name="customer_stage_seen"),
             models.Index(fields=["last_seen"], name="customer_seen"),
+        ]
+        constraints = [
+            # One customer per address, whatever its case; blank (unknown, erased) is not unique.
+            models.UniqueConstraint(
+                Lower("email"), condition=~Q(email=""), name="one_customer_per_email"
+            ),
         ]
         permissions = [
             ("export_customer", "Can export customers"),

@@ -243,8 +243,8 @@ def _customer_column_errors(customer: Customer, *, fields: Iterable[str]) -> lis
 
 
 def _customer_uniqueness_check(customer: Customer) -> None:
-    """External ids and emails each name one customer. Email has no unique index (blank is
-    common), so this check is the guard for it; external_id also has the database's."""
+    """External ids and emails each name one customer. Checked here for a clear error; the
+    database's unique indexes (external_id, lower(email)) settle races between two writers."""
     others = Customer.objects.exclude(pk=customer.pk) if customer.pk else Customer.objects.all()
     if customer.external_id and others.filter(external_id=customer.external_id).exists():
         raise Conflict(
@@ -266,10 +266,11 @@ def _customer_save(customer: Customer, *, update_fields: list[str] | None = None
                 # Ingestion caches which external id a customer token speaks for.
                 user_id = customer.user_id
                 transaction.on_commit(lambda: customer_external_id_forget(user_id=user_id))
-    except IntegrityError as exc:  # a concurrent write took the external_id after our check
+    except IntegrityError as exc:  # a concurrent write took the value after our check
+        field = "email" if "one_customer_per_email" in str(exc) else "external_id"
         raise Conflict(
-            "Another customer has this external_id.",
-            errors=[FieldError("external_id", "unique", "Another customer has this value.")],
+            f"Another customer has this {field}.",
+            errors=[FieldError(field, "unique", "Another customer has this value.")],
         ) from exc
 
 

@@ -320,3 +320,17 @@ def test_a_customer_linked_to_a_staff_account_cannot_be_impersonated():
 def test_a_blank_external_id_gets_no_token():
     with pytest.raises(ValidationError):
         customer_token_issue(external_id="  ")
+
+
+@pytest.mark.django_db
+def test_the_database_refuses_a_second_customer_with_the_same_email_in_any_case():
+    from django.db import IntegrityError, transaction
+
+    from customers.models import Customer
+
+    Customer.objects.create(email="ada@example.com")
+    Customer.objects.create(email="")
+    Customer.objects.create(email="")  # blank emails (unknown, erased) do not collide
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Customer.objects.create(email="ADA@example.com")
