@@ -126,6 +126,7 @@ class RedisStreamBuffer:
         pipe.execute()
 
     def pending_count(self) -> int:
+        """Entries not yet stored: acknowledged entries are deleted, so the stream's length."""
         self._ensure_group()
         return int(self.redis.xlen(self.stream))
 

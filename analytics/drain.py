@@ -282,16 +282,7 @@ def _update_subject_daily(rows: list[Row]) -> Counter:
         rollup = existing.get(key) or SubjectDailyRollup(
             subject=key[0], day=key[1], event_type=key[2], customer_id=item["customer_id"]
         )
-        rollup.count += item["count"]
-        sums = dict(rollup.sums)
-        for name, value in item["sums"].items():
-            sums[name] = sums.get(name, 0) + value
-        rollup.sums = sums
-        distinct = dict(rollup.distinct)
-        for name, values in item["distinct"].items():
-            union = set(distinct.get(name, [])) | values
-            distinct[name] = sorted(union, key=str)[:MAX_DISTINCT_VALUES]
-        rollup.distinct = distinct
+        daily_rollup_add(rollup, count=item["count"], sums=item["sums"], distinct=item["distinct"])
         merged.append(rollup)
     # Rows that existed are locked above: one INSERT … ON CONFLICT DO UPDATE writes them all
     # (Django's bulk_update would build a CASE per row and column, the drain's main cost).
@@ -305,6 +296,27 @@ def _update_subject_daily(rows: list[Row]) -> Counter:
     # retries the whole batch rather than letting one overwrite the other's counts.
     SubjectDailyRollup.objects.bulk_create([rollup for rollup in merged if rollup.pk is None])
     return Counter((key[2], key[1]) for key in delta if key not in existing)
+
+
+def daily_rollup_add(
+    rollup: SubjectDailyRollup,
+    *,
+    count: int,
+    sums: dict[str, float],
+    distinct: dict[str, Iterable[Any]],
+) -> None:
+    """Add counts, sums and distinct values into a daily roll-up (in memory; the caller saves).
+    One rule for the drain and for linking an anonymous history to its customer."""
+    rollup.count += count
+    rollup.sums = {
+        name: rollup.sums.get(name, 0) + sums.get(name, 0) for name in rollup.sums.keys() | sums
+    }
+    rollup.distinct = {
+        name: sorted(set(rollup.distinct.get(name, [])) | set(distinct.get(name, ())), key=str)[
+            :MAX_DISTINCT_VALUES
+        ]
+        for name in rollup.distinct.keys() | distinct
+    }
 
 
 BUCKET_WIDTH = {Interval.MINUTE: timedelta(minutes=1), Interval.HOUR: timedelta(hours=1)}

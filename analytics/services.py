@@ -260,6 +260,8 @@ def events_link_anonymous(*, anonymous_id: str, customer_id: int) -> int:
 
 
 def _merge_daily_rollups(source: str, target: str, customer_id: int) -> None:
+    from analytics.drain import daily_rollup_add
+
     sources = list(SubjectDailyRollup.objects.select_for_update().filter(subject=source))
     if not sources:
         return
@@ -275,16 +277,6 @@ def _merge_daily_rollups(source: str, target: str, customer_id: int) -> None:
             rollup.subject, rollup.customer_id = target, customer_id
             rollup.save(update_fields=["subject", "customer"])
             continue
-        into.count += rollup.count
-        into.sums = {
-            name: into.sums.get(name, 0) + rollup.sums.get(name, 0)
-            for name in into.sums.keys() | rollup.sums.keys()
-        }
-        into.distinct = {
-            name: sorted(
-                set(into.distinct.get(name, [])) | set(rollup.distinct.get(name, [])), key=str
-            )[:100]
-            for name in into.distinct.keys() | rollup.distinct.keys()
-        }
+        daily_rollup_add(into, count=rollup.count, sums=rollup.sums, distinct=rollup.distinct)
         into.save(update_fields=["count", "sums", "distinct"])
         rollup.delete()

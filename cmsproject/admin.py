@@ -5,10 +5,9 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
-from django.utils import timezone
 
 from cmsproject.models import ApiKey, AuditEntry
-from cmsproject.services import api_key_create
+from cmsproject.services import api_key_create, api_key_revoke
 
 
 class ApiKeyCreateForm(forms.ModelForm):
@@ -67,8 +66,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request: HttpRequest, queryset: Any) -> None:
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        self.message_user(request, f"Revoked {count} key(s).")
+        prefixes = list(queryset.filter(revoked_at__isnull=True).values_list("prefix", flat=True))
+        for prefix in prefixes:
+            api_key_revoke(prefix=prefix)
+        self.message_user(request, f"Revoked {len(prefixes)} key(s).")
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # revoke instead: the row keeps the history of who used what

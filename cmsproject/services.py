@@ -61,6 +61,7 @@ def api_key_revoke(*, prefix: str) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+    cache.delete(_key_cache_name(prefix))  # revocation takes effect at once, in every process
     return key
 
 
@@ -70,10 +71,28 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
     prefix, _, secret = rest.partition("_")
     if mark != API_KEY_MARK or not prefix or not secret:
         return None
-    key = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
+    key = _active_key(prefix)
     if key is None or not hmac.compare_digest(key.hashed_secret, _hash_secret(secret)):
         return None
     _api_key_touch(key)
+    return key
+
+
+# Keys are looked up on every server-to-server request (event ingestion above all): keep active
+# ones in the cache for a minute. Only keys that exist are cached, so guessing cannot fill it.
+KEY_CACHE_SECONDS = 60
+
+
+def _key_cache_name(prefix: str) -> str:
+    return f"apikey:{prefix}"
+
+
+def _active_key(prefix: str) -> ApiKey | None:
+    key = cache.get(_key_cache_name(prefix))
+    if key is None:
+        key = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
+        if key is not None:
+            cache.set(_key_cache_name(prefix), key, KEY_CACHE_SECONDS)
     return key
 
 

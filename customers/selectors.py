@@ -64,10 +64,6 @@ def customer_external_id_forget(*, user_id: int) -> None:
     cache.delete(_external_id_cache_key(user_id))
 
 
-def customer_exists(*, customer_id: int) -> bool:
-    return Customer.objects.filter(pk=customer_id).exists()
-
-
 # --- Profiles as the API reads them -------------------------------------------------------------
 def customer_list() -> QuerySet[Customer]:
     """Customers as the API shows them: erased profiles left out (nothing personal is left to

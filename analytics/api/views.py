@@ -23,10 +23,10 @@ from analytics.api.serializers import (
 from analytics.models import Event, EventType
 from analytics.services import Caller, event_type_save, events_accept
 from cmsproject.auth import ApiKeyAuthentication, StaffModelPermission, request_api_key
-from cmsproject.errors import FieldError, NotFound, ValidationError
+from cmsproject.errors import FieldError, ValidationError
 from cmsproject.pagination import CursorPagination
 from cmsproject.throttling import ApiKeyThrottle, EventsIngestThrottle, UserThrottle
-from customers.selectors import customer_external_id_for_user
+from customers.selectors import customer_external_id_for_user, customer_get
 
 PROBLEM = OpenApiResponse(description="application/problem+json")
 
@@ -144,9 +144,5 @@ class CustomerEventsApi(generics.ListAPIView):
     pagination_class = HistoryPagination
 
     def get_queryset(self) -> Any:
-        from customers.selectors import customer_exists
-
-        customer_id = self.kwargs["pk"]
-        if not customer_exists(customer_id=customer_id):
-            raise NotFound(f"No customer {customer_id}.")
-        return Event.objects.filter(customer_id=customer_id)
+        customer = customer_get(customer_id=self.kwargs["pk"])  # NotFound, also once erased
+        return Event.objects.filter(customer_id=customer.pk)

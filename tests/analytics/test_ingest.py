@@ -245,3 +245,15 @@ def test_a_nul_character_in_properties_is_refused_at_the_door(api_client, events
     assert response.status_code == 400
     assert response.json()["errors"][0]["attr"] == "properties"
     assert events_buffer.pending_count() == 0
+
+
+def test_a_cached_api_key_ingests_without_a_query(
+    api_client, events_buffer, django_assert_num_queries
+):
+    _, raw = api_key_create(name="k", scopes=["events:write"], created_by=None)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
+    event = {"type": "page_view", "userId": "u1"}
+    post(api_client, event)  # caches the key and the event type catalog
+
+    with django_assert_num_queries(0):
+        assert post(api_client, event).status_code == 202

@@ -280,3 +280,16 @@ def test_admin_creates_an_api_key_and_shows_it_once(admin_client):
     assert any(f"cms_{key.prefix}_" in message for message in shown)
     change_page = admin_client.get(f"/admin/cmsproject/apikey/{key.pk}/change/")
     assert f"cms_{key.prefix}_".encode() not in change_page.content
+
+
+def test_a_key_in_use_stops_working_the_moment_the_admin_revokes_it(api_client, admin_client):
+    key, raw = api_key_create(name="k", scopes=["customers:impersonate"], created_by=None)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
+    body = {"external_id": "u1"}
+    assert api_client.post("/api/v1/auth/customer-token/", body, format="json").status_code == 200
+
+    admin_client.post(
+        "/admin/cmsproject/apikey/", {"action": "revoke", "_selected_action": [key.pk]}
+    )
+
+    assert api_client.post("/api/v1/auth/customer-token/", body, format="json").status_code == 401
