@@ -7,7 +7,10 @@ schedule in-process.
 
 from __future__ import annotations
 
+import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
@@ -31,9 +34,69 @@ app.conf.beat_schedule = {
         "schedule": crontab(hour=3, minute=17),
         "options": {"expires": 60 * 60},
     },
+    # Scheduled entries go live within 60 s of their time.
+    "content-publish-due": {
+        "task": "content.tasks.entries_publish_due_task",
+        "schedule": 15.0,
+        "options": {"expires": 15},
+    },
+    # Webhook retries wait in the database (next_attempt_at); this sends the ones now due.
+    "webhooks-retry-due": {
+        "task": "content.tasks.webhooks_retry_due_task",
+        "schedule": 5.0,
+        "options": {"expires": 5},
+    },
+    # A safety net: renditions of an upload whose task was lost (worker died) are made here.
+    "media-renditions-pending": {
+        "task": "content.tasks.media_renditions_pending_task",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
     "customers-export-snapshot": {
         "task": "customers.tasks.customers_export_snapshot_task",
         "schedule": crontab(hour=2, minute=30),
         "options": {"expires": 60 * 60},
     },
 }
+
+
+logger = logging.getLogger(__name__)
+# Embedded mode has no worker: eager tasks sent from a request run on this small pool instead of
+# inside the request (a webhook POST or an AVIF encode must not hold up the response).
+_embedded_pool: ThreadPoolExecutor | None = None
+
+
+def enqueue_on_commit(task: Any, *args: Any) -> None:
+    """Send `task(*args)` once the current transaction commits (at once when there is none).
+
+    Services mode: to the broker, for a worker. Embedded mode: to a background thread, or inline
+    when CMS_EMBEDDED_TASKS_INLINE is set (the test suite, so tests need not wait).
+    """
+    from django.conf import settings
+    from django.db import transaction
+
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        transaction.on_commit(lambda: task.delay(*args), robust=True)
+    elif settings.CMS_EMBEDDED_TASKS_INLINE:
+        transaction.on_commit(lambda: task.apply(args=args), robust=True)
+    else:
+        transaction.on_commit(lambda: _embedded_submit(task, args), robust=True)
+
+
+def _embedded_submit(task: Any, args: tuple[Any, ...]) -> None:
+    global _embedded_pool
+    if _embedded_pool is None:
+        _embedded_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cms-task")
+    _embedded_pool.submit(_run_embedded, task, args)
+
+
+def _run_embedded(task: Any, args: tuple[Any, ...]) -> None:
+    from django.db import close_old_connections
+
+    close_old_connections()
+    try:
+        task.apply(args=args)
+    except Exception:
+        logger.exception("Background task %s failed", task.name)
+    finally:
+        close_old_connections()

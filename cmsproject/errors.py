@@ -65,6 +65,11 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class PayloadTooLarge(DomainError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    code = "too-large"
+
+
 class ServiceUnavailable(DomainError):
     status = HTTPStatus.SERVICE_UNAVAILABLE
     code = "service-unavailable"

@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
+import graphene
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from graphene_django.views import GraphQLView
@@ -129,13 +131,20 @@ class CmsGraphQLView(GraphQLView):
 
 
 class GraphQLApi(APIView):
-    """`/graphql/`: the DRF view authenticates and throttles, graphene executes."""
+    """`/graphql/`: the DRF view authenticates and throttles, graphene executes.
+
+    `schema` is a schema, or a function returning the current one (content types add root
+    fields at run time: see `cmsproject.schema.schema_current`). The graphene view is built once
+    per schema object and reused until the function returns another.
+    """
 
     permission_classes = (AllowAny,)
     # Session auth lets a logged-in admin use GraphiQL in DEBUG; DRF enforces CSRF for it.
     authentication_classes = (*api_settings.DEFAULT_AUTHENTICATION_CLASSES, SessionAuthentication)
-    schema = None  # set in urls.py, the one place that knows the root schema
+    schema: graphene.Schema | Callable[[], graphene.Schema] | None = None  # set in urls.py
     audit_writes = False  # mutations are audited by the services they call
+
+    _graphene: tuple[graphene.Schema | None, Any] | None = None
 
     def get(self, request: Any) -> HttpResponse:
         return self._execute(request)
@@ -148,10 +157,17 @@ class GraphQLApi(APIView):
         # Resolvers read the caller from the context (the Django request): give them DRF's.
         django_request.user = request.user
         django_request.auth = request.auth
-        return self._graphene_view()(django_request)
+        schema = self.schema if isinstance(self.schema, graphene.Schema) else None
+        if schema is None and callable(self.schema):
+            schema = self.schema()
+        return self._graphene_view(schema)(django_request)
 
     @classmethod
-    def _graphene_view(cls) -> Any:
-        if "_graphene" not in cls.__dict__:
-            cls._graphene = CmsGraphQLView.as_view(schema=cls.schema, graphiql=settings.DEBUG)
-        return cls._graphene
+    def _graphene_view(cls, schema: graphene.Schema | None) -> Any:
+        cached = cls._graphene
+        if cached is None or cached[0] is not schema:
+            # Validation rules (limits) and error masking are the view class's: every schema
+            # served gets them. A view without a schema uses graphene's SCHEMA setting.
+            cached = (schema, CmsGraphQLView.as_view(schema=schema, graphiql=settings.DEBUG))
+            cls._graphene = cached
+        return cached[1]

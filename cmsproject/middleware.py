@@ -25,7 +25,16 @@ from cmsproject.errors import PROBLEM_CONTENT_TYPE, problem_body, problem_respon
 TOO_LARGE_DETAIL = "The request body is larger than the limit of {limit} bytes."
 
 
-def max_body_bytes() -> int:
+# Paths as Django resolves them (without SCRIPT_NAME / root_path), with or without the slash.
+MEDIA_UPLOAD_PATHS = frozenset({"/api/v1/media/", "/api/v1/media"})
+# The multipart boundary lines, part headers and the `alt` field around the file.
+MULTIPART_ALLOWANCE = 64 * 1024
+
+
+def max_body_bytes(method: str | None = None, path: str | None = None) -> int:
+    """The body limit of a request. Without a method and path: the general limit."""
+    if method == "POST" and path in MEDIA_UPLOAD_PATHS:
+        return settings.CMS_MEDIA_MAX_BYTES + MULTIPART_ALLOWANCE
     return settings.CMS_MAX_BODY_BYTES
 
 
@@ -56,7 +65,7 @@ class DualModeMiddleware:
 
 class BodySizeLimitMiddleware(DualModeMiddleware):
     def before(self, request: HttpRequest) -> HttpResponse | None:
-        limit = max_body_bytes()
+        limit = max_body_bytes(request.method, request.path_info)
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -71,6 +80,14 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+def _asgi_path(scope: Scope) -> str:
+    path = scope.get("path", "")
+    root_path = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path) :]
+    return path
+
+
 class BodySizeLimitASGI:
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         self.app = app
@@ -79,7 +96,7 @@ class BodySizeLimitASGI:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = max_body_bytes()
+        limit = max_body_bytes(scope.get("method"), _asgi_path(scope))
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -198,7 +215,7 @@ class ChunkedBodyWSGI:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         if chunked and not environ.get("CONTENT_LENGTH"):
-            limit = max_body_bytes()
+            limit = max_body_bytes(environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             body = environ["wsgi.input"].read(limit + 1)
             if len(body) > limit:
                 payload = json.dumps(

@@ -19,6 +19,9 @@ READ = frozenset({"view"})
 ROLE_PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
     "Marketer": {
         "content": ALL,
+        # Webhooks send content to other systems with a secret: set up by developers.
+        "content.webhookendpoint": READ,
+        "content.webhookdelivery": READ,
         "segmentation": ALL,
         "experiments": ALL,
         "customers": frozenset({"view", "change", "export"}),
@@ -34,6 +37,8 @@ ROLE_PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
     },
     "Analyst": {
         "content": READ,
+        "content.webhookendpoint": frozenset(),
+        "content.webhookdelivery": frozenset(),
         "customers": frozenset({"view", "export"}),
         "analytics": READ,
         "segmentation": READ,

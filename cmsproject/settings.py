@@ -169,6 +169,8 @@ else:
     # Embedded mode: tasks run in the calling process; cmsproject.scheduler runs the beat schedule.
     CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
+# Embedded mode runs sent tasks on a background thread; the test suite runs them inline instead.
+CMS_EMBEDDED_TASKS_INLINE = env_bool("CMS_EMBEDDED_TASKS_INLINE", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
@@ -282,6 +284,26 @@ CMS_GRAPHQL_MAX_COST = int(os.environ.get("CMS_GRAPHQL_MAX_COST", 5000))
 CMS_EVENTS_STRICT_TYPES = env_bool("CMS_EVENTS_STRICT_TYPES", False)
 
 CMS_AUDIT_RETENTION_DAYS = int(os.environ.get("CMS_AUDIT_RETENTION_DAYS", 90))
+
+# --- Content -------------------------------------------------------------------------------------
+# Entry locales; a read in a locale an entry lacks falls back to CMS_FALLBACK_LOCALE.
+CMS_LOCALES = env_list("CMS_LOCALES", "en,fr,de,es")
+CMS_DEFAULT_LOCALE = os.environ.get("CMS_DEFAULT_LOCALE", CMS_LOCALES[0])
+CMS_FALLBACK_LOCALE = os.environ.get("CMS_FALLBACK_LOCALE", CMS_DEFAULT_LOCALE)
+if {CMS_DEFAULT_LOCALE, CMS_FALLBACK_LOCALE} - set(CMS_LOCALES):
+    raise ImproperlyConfigured("CMS_DEFAULT_LOCALE and CMS_FALLBACK_LOCALE must be in CMS_LOCALES.")
+# Uploads are the one body allowed past CMS_MAX_BODY_BYTES, up to this size.
+CMS_MEDIA_MAX_BYTES = int(os.environ.get("CMS_MEDIA_MAX_BYTES", 20 * 1024 * 1024))
+CMS_MEDIA_MAX_PIXELS = int(os.environ.get("CMS_MEDIA_MAX_PIXELS", 50_000_000))
+# Serve MEDIA_ROOT at MEDIA_URL from Django (content.media_serving_urls). Embedded mode has nothing
+# else to serve it; production puts a proxy or object storage in front and turns this off.
+CMS_SERVE_MEDIA = env_bool("CMS_SERVE_MEDIA", not SERVICES_MODE)
+# Outgoing webhooks: first retry after this many seconds, doubling up to CMS_WEBHOOK_MAX_ATTEMPTS.
+CMS_WEBHOOK_BACKOFF_SECONDS = float(os.environ.get("CMS_WEBHOOK_BACKOFF_SECONDS", 10))
+CMS_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("CMS_WEBHOOK_MAX_ATTEMPTS", 8))
+CMS_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("CMS_WEBHOOK_TIMEOUT_SECONDS", 5))
+# Published payloads stay cached until purged by tag; this bounds what an unpurged key can cost.
+CMS_CONTENT_CACHE_SECONDS = int(os.environ.get("CMS_CONTENT_CACHE_SECONDS", 60 * 60 * 24))
 
 # --- i18n, static -------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -6,6 +6,7 @@ API keys per key. Endpoints add their own scoped throttles (events ingestion, lo
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.conf import settings
@@ -73,6 +74,39 @@ class AnonThrottle(CmsRateThrottle):
         if request.user and request.user.is_authenticated:
             return None
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+def anonymous_throttle_then_get(request: Any, key: str) -> tuple[float | None, Any]:
+    """For hot anonymous reads served outside DRF: count the request against the same per-IP
+    anonymous budget as `AnonThrottle` and read one cache key, in a single Redis round trip.
+
+    Returns (seconds to wait if over the budget, else None; the cached value or None). A cache
+    outage allows the request and reads nothing (the caller falls back to the database).
+    """
+    throttle = AnonThrottle()
+    if throttle.rate is None:
+        return None, cache.get(key)
+    now = time.time()
+    window = int(now // throttle.duration)
+    ident = throttle.cache_format % {"scope": throttle.scope, "ident": throttle.get_ident(request)}
+    counter = f"{ident}:{window}"
+    client_of = getattr(getattr(cache, "client", None), "get_client", None)
+    if client_of is not None:
+        try:
+            pipe = client_of(write=True).pipeline(transaction=False)
+            full_counter = cache.make_and_validate_key(counter)
+            pipe.incr(full_counter)
+            pipe.expire(full_counter, throttle.duration + 1, nx=True)
+            pipe.get(cache.make_and_validate_key(key))
+            count, _, raw = pipe.execute()
+            value = cache.client.decode(raw) if raw is not None else None
+        except Exception:
+            count, value = 0, None
+    else:
+        count, value = _increment(counter, ttl=throttle.duration), cache.get(key)
+    if int(count) > throttle.num_requests:
+        return max(1.0, (window + 1) * throttle.duration - now), None
+    return None, value
 
 
 class UserThrottle(CmsRateThrottle):

@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from cmsproject import api
 from cmsproject.graphql import GraphQLApi
-from cmsproject.schema import schema
+from cmsproject.schema import schema_current
 
 api_v1 = [
     path("health/", api.HealthApi.as_view(), name="health"),
@@ -26,7 +26,9 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/v1/", include("customers.urls")),
     path("api/v1/", include("analytics.api.urls")),
-    path("graphql/", GraphQLApi.as_view(schema=schema), name="graphql"),
+    path("api/v1/", include("content.api.urls")),
+    path("", include("content.media_serving_urls")),
+    path("graphql/", GraphQLApi.as_view(schema=schema_current), name="graphql"),
 ]
 
 if settings.CMS_BENCH_VIEWS:

@@ -1,0 +1,469 @@
+"""REST views of content: definitions (types, components) and entries with their actions.
+
+Readers (anonymous, customers, `content:read` keys) get the published payload from the cache;
+editors (staff with the view permission on entries, `content:write` keys) get the working copy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cmsproject.auth import HasApiKeyScope, StaffModelPermission, request_api_key
+from cmsproject.errors import DomainError, NotFound, ValidationError, problem_response
+from cmsproject.models import ApiKey
+from cmsproject.pagination import CursorPagination, PageNumberPagination
+from cmsproject.throttling import anonymous_throttle_then_get
+from content import cache as content_cache
+from content.api.serializers import (
+    ENTRY_BODY_SCHEMA,
+    ComponentSerializer,
+    ComponentUpdateSerializer,
+    EntryTypeSerializer,
+    EntryTypeUpdateSerializer,
+    PublishSerializer,
+)
+from content.cache import CachedResponse
+from content.models import Component, Entry, EntryType
+from content.selectors import (
+    component_get,
+    components_list,
+    entries_for_editors,
+    entries_for_readers,
+    entry_editor_payload,
+    entry_filters_from_query,
+    entry_for_editors,
+    entry_reader_payload,
+    entry_type_get,
+    entry_types_list,
+    live_response_cached,
+    live_response_fill,
+    locale_checked,
+    publish_at_parsed,
+    revision_payload,
+    revisions_list,
+    single_entry_for_editors,
+)
+from content.services import (
+    component_create,
+    component_delete,
+    component_update,
+    entry_create,
+    entry_delete,
+    entry_publish,
+    entry_type_create,
+    entry_type_delete,
+    entry_type_schema,
+    entry_type_update,
+    entry_unpublish,
+    entry_update,
+    revision_restore,
+)
+
+PROBLEM = OpenApiResponse(description="application/problem+json")
+ENTRY = OpenApiResponse(ENTRY_BODY_SCHEMA)
+ENTRY_BODY = {"application/json": ENTRY_BODY_SCHEMA}
+READ, WRITE = ApiKey.Scope.CONTENT_READ, ApiKey.Scope.CONTENT_WRITE
+SCOPES = {
+    "GET": READ,
+    "HEAD": READ,
+    "OPTIONS": READ,
+    "POST": WRITE,
+    "PUT": WRITE,
+    "PATCH": WRITE,
+    "DELETE": WRITE,
+}
+LOCALE = OpenApiParameter("locale", str, description="Defaults to CMS_DEFAULT_LOCALE.")
+
+
+def is_editor(request: Request) -> bool:
+    """Staff who may view entries, or an API key that may write content."""
+    key = request_api_key(request)
+    if key is not None:
+        return key.has_scope(WRITE)
+    user = request.user
+    return bool(
+        user and user.is_authenticated and user.is_staff and user.has_perm("content.view_entry")
+    )
+
+
+def reader_response(request: HttpRequest, cached: CachedResponse) -> HttpResponse:
+    if cached.status == 404:
+        raise NotFound("No published entry here.")
+    headers = {
+        "ETag": cached.etag,
+        "Cache-Tag": " ".join(cached.tags),
+        "Vary": "Authorization, Cookie",
+    }
+    headers["Surrogate-Key"] = headers["Cache-Tag"]
+    headers["Cache-Control"] = "public, max-age=0, must-revalidate"
+    if cached.etag in _etags(request.headers.get("If-None-Match", "")):
+        return HttpResponse(status=304, headers=headers)
+    return HttpResponse(cached.body, content_type="application/json", headers=headers)
+
+
+def _etags(header: str) -> set[str]:
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+def editor_response(request: Request, entry: Entry, status_code: int = 200) -> Response:
+    etag = f'"e{entry.pk}r{entry.revision}-{entry.live_revision or 0}"'
+    headers = {"ETag": etag, "Cache-Control": "private, no-store"}
+    if status_code == 200 and etag in _etags(request.headers.get("If-None-Match", "")):
+        return Response(status=304, headers=headers)
+    return Response(entry_editor_payload(entry), status=status_code, headers=headers)
+
+
+# --- Definitions ---------------------------------------------------------------------------------
+class DefinitionAccess:
+    permission_classes = (StaffModelPermission | HasApiKeyScope,)
+    required_scope = SCOPES
+
+
+class ContentTypeListApi(DefinitionAccess, APIView):
+    permission_model = EntryType
+
+    @extend_schema(responses={200: EntryTypeSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(entry_types_list(), request, view=self)
+        return paginator.get_paginated_response(EntryTypeSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=EntryTypeSerializer,
+        responses={201: EntryTypeSerializer, 400: PROBLEM, 409: PROBLEM},
+    )
+    def post(self, request: Request) -> Response:
+        body = EntryTypeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        entry_type = entry_type_create(**body.validated_data)
+        return Response(EntryTypeSerializer(entry_type).data, status=status.HTTP_201_CREATED)
+
+
+class ContentTypeDetailApi(DefinitionAccess, APIView):
+    permission_model = EntryType
+
+    @extend_schema(responses={200: EntryTypeSerializer, 404: PROBLEM})
+    def get(self, request: Request, api_id: str) -> Response:
+        return Response(EntryTypeSerializer(entry_type_get(api_id=api_id)).data)
+
+    @extend_schema(
+        request=EntryTypeUpdateSerializer,
+        responses={200: EntryTypeSerializer, 400: PROBLEM, 404: PROBLEM, 409: PROBLEM},
+        description="A change that would break existing entries is refused with 409, which says "
+        "how many entries and where.",
+    )
+    def patch(self, request: Request, api_id: str) -> Response:
+        entry_type = entry_type_get(api_id=api_id)
+        body = EntryTypeUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        entry_type = entry_type_update(entry_type=entry_type, **body.validated_data)
+        return Response(EntryTypeSerializer(entry_type).data)
+
+    @extend_schema(responses={204: None, 404: PROBLEM, 409: PROBLEM})
+    def delete(self, request: Request, api_id: str) -> Response:
+        entry_type_delete(entry_type=entry_type_get(api_id=api_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ContentTypeSchemaApi(DefinitionAccess, APIView):
+    permission_model = EntryType
+
+    @extend_schema(responses={200: OpenApiResponse(description="JSON Schema"), 404: PROBLEM})
+    def get(self, request: Request, api_id: str) -> Response:
+        """The JSON Schema an entry body of this type is validated against."""
+        return Response(entry_type_schema(entry_type=entry_type_get(api_id=api_id)))
+
+
+class ComponentListApi(DefinitionAccess, APIView):
+    permission_model = Component
+
+    @extend_schema(responses={200: ComponentSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(components_list(), request, view=self)
+        return paginator.get_paginated_response(ComponentSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=ComponentSerializer,
+        responses={201: ComponentSerializer, 400: PROBLEM, 409: PROBLEM},
+    )
+    def post(self, request: Request) -> Response:
+        body = ComponentSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        component = component_create(**body.validated_data)
+        return Response(ComponentSerializer(component).data, status=status.HTTP_201_CREATED)
+
+
+class ComponentDetailApi(DefinitionAccess, APIView):
+    permission_model = Component
+
+    @extend_schema(responses={200: ComponentSerializer, 404: PROBLEM})
+    def get(self, request: Request, api_id: str) -> Response:
+        return Response(ComponentSerializer(component_get(api_id=api_id)).data)
+
+    @extend_schema(
+        request=ComponentUpdateSerializer,
+        responses={200: ComponentSerializer, 400: PROBLEM, 404: PROBLEM, 409: PROBLEM},
+    )
+    def patch(self, request: Request, api_id: str) -> Response:
+        component = component_get(api_id=api_id)
+        body = ComponentUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return Response(
+            ComponentSerializer(component_update(component=component, **body.validated_data)).data
+        )
+
+    @extend_schema(responses={204: None, 404: PROBLEM, 409: PROBLEM})
+    def delete(self, request: Request, api_id: str) -> Response:
+        component_delete(component=component_get(api_id=api_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Entries -------------------------------------------------------------------------------------
+class EntryAccess:
+    """Reads are open (readers see published entries only); writes need the entry permissions
+    (publish and restore count as a change) or a `content:write` key."""
+
+    permission_model = Entry
+    required_scope = SCOPES
+
+    def get_permissions(self) -> list[Any]:
+        if self.request.method in ("GET", "HEAD", "OPTIONS"):
+            return [AllowAny()]
+        return [(StaffModelPermission | HasApiKeyScope)()]
+
+
+class ChangePermission(StaffModelPermission):
+    perms_for_method = {**StaffModelPermission.perms_for_method, "POST": "change"}
+
+
+class EntryActionAccess(EntryAccess):
+    def get_permissions(self) -> list[Any]:
+        if self.request.method in ("GET", "HEAD", "OPTIONS"):
+            return [(StaffModelPermission | HasApiKeyScope)()]
+        return [(ChangePermission | HasApiKeyScope)()]
+
+
+class EntryListApi(EntryAccess, APIView):
+    """`/content/<type>/`: a collection's entries, or a single type's one entry."""
+
+    @extend_schema(
+        operation_id="content_list",
+        parameters=[LOCALE],
+        responses={200: ENTRY, 400: PROBLEM, 404: PROBLEM},
+        description="A collection's entries (cursor pages), or a single type's one entry.",
+    )
+    def get(self, request: Request, type_api_id: str) -> Any:
+        entry_type = entry_type_get(api_id=type_api_id)
+        locale = locale_checked(request.query_params.get("locale"))
+        if entry_type.kind == EntryType.Kind.SINGLE:
+            return _entry_detail(request, entry_type, entry_type.api_id, locale)
+        editor = is_editor(request) and request.query_params.get("version") != "live"
+        filters = entry_filters_from_query(request.query_params, editor=editor)
+        paginator = CursorPagination()
+        if editor:
+            page = paginator.paginate_queryset(
+                entries_for_editors(entry_type=entry_type, filters=filters), request, view=self
+            )
+            return paginator.get_paginated_response([entry_editor_payload(e) for e in page])
+        page = paginator.paginate_queryset(
+            entries_for_readers(entry_type=entry_type, filters=filters), request, view=self
+        )
+        return paginator.get_paginated_response([entry_reader_payload(e) for e in page])
+
+    @extend_schema(request=ENTRY_BODY, responses={201: ENTRY, 400: PROBLEM, 409: PROBLEM})
+    def post(self, request: Request, type_api_id: str) -> Response:
+        entry_type = entry_type_get(api_id=type_api_id)
+        if entry_type.kind == EntryType.Kind.SINGLE:
+            raise ValidationError(f"'{type_api_id}' is a single type: PUT its one entry here.")
+        entry = entry_create(entry_type=entry_type, body=request.data, author=request.user)
+        response = editor_response(request, entry, status.HTTP_201_CREATED)
+        response["Location"] = f"{request.path.rstrip('/')}/{entry.slug}/?locale={entry.locale}"
+        return response
+
+    @extend_schema(
+        operation_id="content_single_replace",
+        parameters=[LOCALE],
+        request=ENTRY_BODY,
+        responses={200: ENTRY, 201: ENTRY, 400: PROBLEM},
+    )
+    def put(self, request: Request, type_api_id: str) -> Response:
+        """A single type's entry, created or replaced (as a draft revision)."""
+        entry_type = entry_type_get(api_id=type_api_id)
+        if entry_type.kind != EntryType.Kind.SINGLE:
+            raise ValidationError(
+                f"'{type_api_id}' is a collection: POST entries, PUT one by its slug."
+            )
+        body = request.data
+        if not isinstance(body, dict):
+            raise ValidationError("The body must be a JSON object.")
+        locale = locale_checked(body.get("locale") or request.query_params.get("locale"))
+        existing = single_entry_for_editors(entry_type=entry_type, locale=locale)
+        if existing is None:
+            entry = entry_create(
+                entry_type=entry_type, body={**body, "locale": locale}, author=request.user
+            )
+            return editor_response(request, entry, status.HTTP_201_CREATED)
+        entry = entry_update(entry=existing, body=body, author=request.user, replace=True)
+        return editor_response(request, entry)
+
+
+def _entry_detail(request: Request, entry_type: EntryType, slug: str, locale: str) -> Any:
+    if is_editor(request) and request.query_params.get("version") != "live":
+        return editor_response(
+            request, entry_for_editors(entry_type=entry_type, slug=slug, locale=locale)
+        )
+    return reader_response(
+        request, live_response_cached(api_id=entry_type.api_id, slug=slug, locale=locale)
+    )
+
+
+def _has_credentials(request: HttpRequest) -> bool:
+    return "HTTP_AUTHORIZATION" in request.META or settings.JWT_ACCESS_COOKIE in request.COOKIES
+
+
+def _anonymous_read(request: HttpRequest, type_api_id: str, slug: str) -> HttpResponse:
+    locale = locale_checked(request.GET.get("locale"))
+    key = content_cache.live_key(type_api_id, slug, locale)
+    retry_after, value = anonymous_throttle_then_get(request, key)
+    if retry_after is not None:
+        response = problem_response(429, "Request was throttled.", code="throttled")
+        response["Retry-After"] = str(math.ceil(retry_after))
+        return response
+    if value:
+        cached = CachedResponse.from_value(value)
+    else:
+        cached = live_response_fill(api_id=type_api_id, slug=slug, locale=locale)
+    return reader_response(request, cached)
+
+
+class EntryDetailApi(EntryAccess, APIView):
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        """An anonymous GET (no credentials at all) is the hot path of every site: it is answered
+        before DRF, with the anonymous throttle and the cache read in one Redis round trip.
+        Everything else (editors, customers, keys, writes) goes through DRF as usual."""
+        drf_view = super().as_view(**initkwargs)
+
+        def entry_detail(request: HttpRequest, type_api_id: str, slug: str) -> HttpResponse:
+            if request.method in ("GET", "HEAD") and not _has_credentials(request):
+                try:
+                    return _anonymous_read(request, type_api_id, slug)
+                except DomainError as error:
+                    return problem_response(
+                        int(error.status), error.detail, code=error.code, errors=error.errors
+                    )
+            return drf_view(request, type_api_id=type_api_id, slug=slug)
+
+        # What DRF's own view carries, so URL introspection (OpenAPI) sees the class.
+        entry_detail.cls = drf_view.cls  # type: ignore[attr-defined]
+        entry_detail.initkwargs = drf_view.initkwargs  # type: ignore[attr-defined]
+        entry_detail.csrf_exempt = True  # type: ignore[attr-defined]
+        return entry_detail
+
+    @extend_schema(
+        parameters=[LOCALE, OpenApiParameter("version", str, enum=["live", "draft"])],
+        responses={200: ENTRY, 304: None, 404: PROBLEM},
+        description="Readers get the published payload (cached, with ETag and Cache-Tag); a "
+        "locale the entry lacks falls back to CMS_FALLBACK_LOCALE. Editors get the working copy "
+        "unless they ask for `version=live`.",
+    )
+    def get(self, request: Request, type_api_id: str, slug: str) -> Any:
+        locale = locale_checked(request.query_params.get("locale"))
+        if not is_editor(request) or request.query_params.get("version") == "live":
+            # The hot path: one cache read, no SQL, no type lookup.
+            cached = live_response_cached(api_id=type_api_id, slug=slug, locale=locale)
+            return reader_response(request, cached)
+        return _entry_detail(request, entry_type_get(api_id=type_api_id), slug, locale)
+
+    @extend_schema(
+        parameters=[LOCALE],
+        request=ENTRY_BODY,
+        responses={200: ENTRY, 400: PROBLEM, 404: PROBLEM, 409: PROBLEM},
+    )
+    def patch(self, request: Request, type_api_id: str, slug: str) -> Response:
+        entry = self._entry(request, type_api_id, slug)
+        return editor_response(
+            request, entry_update(entry=entry, body=request.data, author=request.user)
+        )
+
+    @extend_schema(
+        parameters=[LOCALE],
+        request=ENTRY_BODY,
+        responses={200: ENTRY, 400: PROBLEM, 404: PROBLEM, 409: PROBLEM},
+    )
+    def put(self, request: Request, type_api_id: str, slug: str) -> Response:
+        entry = self._entry(request, type_api_id, slug)
+        return editor_response(
+            request, entry_update(entry=entry, body=request.data, author=request.user, replace=True)
+        )
+
+    @extend_schema(parameters=[LOCALE], responses={204: None, 404: PROBLEM, 409: PROBLEM})
+    def delete(self, request: Request, type_api_id: str, slug: str) -> Response:
+        entry_delete(entry=self._entry(request, type_api_id, slug), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @staticmethod
+    def _entry(request: Request, type_api_id: str, slug: str) -> Entry:
+        entry_type = entry_type_get(api_id=type_api_id)
+        locale = locale_checked(request.query_params.get("locale"))
+        return entry_for_editors(entry_type=entry_type, slug=slug, locale=locale)
+
+
+class EntryPublishApi(EntryActionAccess, APIView):
+    @extend_schema(
+        parameters=[LOCALE],
+        request=PublishSerializer,
+        responses={200: ENTRY, 400: PROBLEM, 404: PROBLEM},
+        description="Publishes the working copy now, or schedules it for `publish_at` (a later "
+        "edit does not change what was scheduled).",
+    )
+    def post(self, request: Request, type_api_id: str, slug: str) -> Response:
+        entry = EntryDetailApi._entry(request, type_api_id, slug)
+        body = request.data or {}
+        if not isinstance(body, dict) or set(body) - {"publish_at"}:
+            raise ValidationError('The body is {} or {"publish_at": <ISO 8601 time>}.')
+        publish_at = publish_at_parsed(body.get("publish_at"))
+        entry = entry_publish(entry=entry, actor=request.user, publish_at=publish_at)
+        return editor_response(request, entry)
+
+
+class EntryUnpublishApi(EntryActionAccess, APIView):
+    @extend_schema(
+        parameters=[LOCALE], request=None, responses={200: ENTRY, 404: PROBLEM, 409: PROBLEM}
+    )
+    def post(self, request: Request, type_api_id: str, slug: str) -> Response:
+        entry = EntryDetailApi._entry(request, type_api_id, slug)
+        return editor_response(request, entry_unpublish(entry=entry, actor=request.user))
+
+
+class EntryRevisionListApi(EntryActionAccess, APIView):
+    @extend_schema(
+        parameters=[LOCALE], responses={200: OpenApiResponse(description="Revisions, newest first")}
+    )
+    def get(self, request: Request, type_api_id: str, slug: str) -> Response:
+        entry = EntryDetailApi._entry(request, type_api_id, slug)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(revisions_list(entry=entry), request, view=self)
+        return paginator.get_paginated_response([revision_payload(r) for r in page])
+
+
+class EntryRevisionRestoreApi(EntryActionAccess, APIView):
+    @extend_schema(
+        parameters=[LOCALE], request=None, responses={200: ENTRY, 404: PROBLEM, 409: PROBLEM}
+    )
+    def post(self, request: Request, type_api_id: str, slug: str, number: int) -> Response:
+        entry = EntryDetailApi._entry(request, type_api_id, slug)
+        return editor_response(
+            request, revision_restore(entry=entry, number=number, author=request.user)
+        )
