@@ -78,7 +78,8 @@ def report(outcomes: list[floor.ServerOutcome], args: argparse.Namespace) -> boo
     ok = True
     print()
     print(
-        f"{'server':<20}{'view':<10}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'errors':>8}"
+        f"{'server':<20}{'view':<10}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+        f"{'mean ms':>9}{'errors':>8}"
     )
     for outcome in outcomes:
         if outcome.error:
@@ -90,7 +91,8 @@ def report(outcomes: list[floor.ServerOutcome], args: argparse.Namespace) -> boo
             errors = result.non_2xx + result.socket_errors
             print(
                 f"{outcome.label:<20}{result.view:<10}{result.rps:>10,.0f}{result.p50_ms:>9.1f}"
-                f"{result.p95_ms:>9.1f}{result.p99_ms:>9.1f}{mean_ms(result, args.connections):>9.1f}{errors:>8}"
+                f"{result.p95_ms:>9.1f}{result.p99_ms:>9.1f}"
+                f"{mean_ms(result, args.connections):>9.1f}{errors:>8}"
             )
         content, base = by_view["content"], by_view["django"]
         ratio = content.rps / base.rps if base.rps else 0.0
@@ -155,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                 outcomes.append(floor.ServerOutcome(spec.label, error=str(exc)))
     ok = report(outcomes, args)
     print(
-        f"\nload: {args.connections} connections, {args.warmup}s warm-up + {args.rounds} x {args.duration}s per view"
+        f"\nload: {args.connections} connections, {args.warmup}s warm-up + "
+        f"{args.rounds} x {args.duration}s per view"
     )
     return 0 if ok else 1
 

@@ -31,7 +31,12 @@ DEMO_TYPES: list[dict[str, Any]] = [
         "fields": [
             {"name": "name", "type": "string", "required": True, "max_length": 160},
             {"name": "price", "type": "number", "required": True, "min": 0},
-            {"name": "currency", "type": "enum", "choices": ["USD", "EUR", "GBP"], "required": True},
+            {
+                "name": "currency",
+                "type": "enum",
+                "choices": ["USD", "EUR", "GBP"],
+                "required": True,
+            },
             {"name": "category", "type": "string", "max_length": 60},
             {"name": "description", "type": "richtext"},
             {"name": "in_stock", "type": "boolean"},

@@ -551,12 +551,34 @@ def entry_create(*, entry_type: EntryType, body: Any, author: Any = None) -> Ent
     return entry
 
 
+class StaleRevision(Conflict):
+    """The caller edited an older revision than the entry is at: saving would silently undo
+    someone else's save."""
+
+    def __init__(self, current: int) -> None:
+        super().__init__(
+            f"The entry is at revision {current}, not the one this change was based on; "
+            "read it again, or send the current revision to overwrite it knowingly."
+        )
+        self.current = current
+
+
 @transaction.atomic
-def entry_update(*, entry: Entry, body: Any, author: Any = None, replace: bool = False) -> Entry:
+def entry_update(
+    *,
+    entry: Entry,
+    body: Any,
+    author: Any = None,
+    replace: bool = False,
+    expected_revision: int | None = None,
+) -> Entry:
     """PATCH (replace=False): `fields` merge key by key (null removes one), each zone named in
     `zones` is replaced, other keys replace. PUT (replace=True): the body is the whole entry.
-    Only the working copy changes; a published entry stays live as it was until published."""
+    Only the working copy changes; a published entry stays live as it was until published.
+    `expected_revision`: refuse (StaleRevision) unless the entry is still at that revision."""
     entry = Entry.objects.select_for_update().select_related("type").get(pk=entry.pk)
+    if expected_revision is not None and entry.revision != expected_revision:
+        raise StaleRevision(entry.revision)
     body = _body_checked(body, status_now=entry.status)
     old_slug, old_locale = entry.slug, entry.locale
     if "locale" in body:

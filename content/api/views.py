@@ -7,6 +7,7 @@ editors (staff with the view permission on entries, `content:write` keys) get th
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from django.conf import settings
@@ -19,7 +20,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cmsproject.auth import HasApiKeyScope, StaffModelPermission, request_api_key
-from cmsproject.errors import DomainError, NotFound, ValidationError, problem_response
+from cmsproject.errors import (
+    DomainError,
+    FieldError,
+    NotFound,
+    ValidationError,
+    problem_response,
+)
 from cmsproject.models import ApiKey
 from cmsproject.pagination import CursorPagination, PageNumberPagination
 from cmsproject.throttling import anonymous_throttle_then_get
@@ -83,6 +90,12 @@ SCOPES = {
     "DELETE": WRITE,
 }
 LOCALE = OpenApiParameter("locale", str, description="Defaults to CMS_DEFAULT_LOCALE.")
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    str,
+    OpenApiParameter.HEADER,
+    description="The ETag an editor read; 409 if the entry was saved since.",
+)
 
 
 def is_editor(request: Request) -> bool:
@@ -113,6 +126,9 @@ def reader_response(request: HttpRequest, cached: CachedResponse) -> HttpRespons
 
 def _etags(header: str) -> set[str]:
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+EDITOR_ETAG = re.compile(r'"e(?P<entry>\d+)r(?P<revision>\d+)-(?P<live>\d+)"')
 
 
 def editor_response(request: Request, entry: Entry, status_code: int = 200) -> Response:
@@ -387,15 +403,19 @@ class EntryDetailApi(EntryAccess, APIView):
         return _entry_detail(request, entry_type_get(api_id=type_api_id), slug, locale)
 
     @extend_schema(
-        parameters=[LOCALE],
+        parameters=[LOCALE, IF_MATCH],
         request=ENTRY_BODY,
         responses={200: ENTRY, 400: PROBLEM, 404: PROBLEM, 409: PROBLEM},
     )
     def patch(self, request: Request, type_api_id: str, slug: str) -> Response:
         entry = self._entry(request, type_api_id, slug)
-        return editor_response(
-            request, entry_update(entry=entry, body=request.data, author=request.user)
+        entry = entry_update(
+            entry=entry,
+            body=request.data,
+            author=request.user,
+            expected_revision=self._expected_revision(request),
         )
+        return editor_response(request, entry)
 
     @extend_schema(
         parameters=[LOCALE],
@@ -404,14 +424,34 @@ class EntryDetailApi(EntryAccess, APIView):
     )
     def put(self, request: Request, type_api_id: str, slug: str) -> Response:
         entry = self._entry(request, type_api_id, slug)
-        return editor_response(
-            request, entry_update(entry=entry, body=request.data, author=request.user, replace=True)
+        entry = entry_update(
+            entry=entry,
+            body=request.data,
+            author=request.user,
+            replace=True,
+            expected_revision=self._expected_revision(request),
         )
+        return editor_response(request, entry)
 
     @extend_schema(parameters=[LOCALE], responses={204: None, 404: PROBLEM, 409: PROBLEM})
     def delete(self, request: Request, type_api_id: str, slug: str) -> Response:
         entry_delete(entry=self._entry(request, type_api_id, slug), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @staticmethod
+    def _expected_revision(request: Request) -> int | None:
+        """`If-Match` with the ETag an editor read: the write is refused with 409 if the entry
+        moved on since (another editor saved). No header: last write wins."""
+        header = request.headers.get("If-Match", "").strip()
+        if not header or header == "*":
+            return None
+        found = EDITOR_ETAG.fullmatch(header.removeprefix("W/"))
+        if found is None:
+            raise ValidationError(
+                "If-Match must be an ETag this API sent for the entry.",
+                errors=[FieldError("If-Match", "invalid_format", 'Like "e12r3-2".')],
+            )
+        return int(found["revision"])
 
     @staticmethod
     def _entry(request: Request, type_api_id: str, slug: str) -> Entry:

@@ -11,7 +11,7 @@ from django.utils import timezone
 from cmsproject.models import ApiKey
 from cmsproject.services import api_key_create
 from content.models import Entry, Revision
-from content.services import entry_create, entry_publish, entry_type_create, entries_publish_due
+from content.services import entries_publish_due, entry_create, entry_publish, entry_type_create
 from tests.content.conftest import faq, hero
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -400,3 +400,28 @@ def test_demo_content_loads_twice_and_the_home_hero_has_a_vip_variant(anonymous)
     assert hero_block["variants"][0]["segments"] == ["vip"]
     assert anonymous.get("/api/v1/content/page/faq/").status_code == 200
     assert len(anonymous.get("/api/v1/content/product/").json()["results"]) == 4
+
+
+def test_if_match_refuses_a_write_based_on_an_old_revision(staff_client, homepage_type):
+    created = staff_client.post("/api/v1/content/homepage/", entry_body(), format="json")
+    etag = created["ETag"]
+    first = staff_client.patch(
+        "/api/v1/content/homepage/home/",
+        {"fields": {"hero_title": "Mine"}},
+        format="json",
+        HTTP_IF_MATCH=etag,
+    )
+    assert first.status_code == 200
+    stale = staff_client.patch(
+        "/api/v1/content/homepage/home/",
+        {"fields": {"hero_title": "Theirs"}},
+        format="json",
+        HTTP_IF_MATCH=etag,
+    )
+    assert stale.status_code == 409
+    assert stale["Content-Type"] == PROBLEM
+    assert Entry.objects.get().fields["hero_title"] == "Mine"
+    bad = staff_client.patch(
+        "/api/v1/content/homepage/home/", {"fields": {}}, format="json", HTTP_IF_MATCH="nonsense"
+    )
+    assert bad.status_code == 400
