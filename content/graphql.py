@@ -23,7 +23,7 @@ Naming of what is generated (deterministic: types are taken in api_id order):
   that name, `<name>Entry` is the referenced entry as its own type (`authorEntry: Person`),
   loaded for a whole page in one query (`EntryByIdLoader`).
 
-Who sees what is REST's rule (`content.api.views.is_editor`): editors get working copies and may
+Who sees what is REST's rule (`content.api.access.is_editor`): editors get working copies and may
 filter by status; everybody else gets published entries, as published.
 
 Paging: newest first (as REST). `first` is 1 to 100 (default 50); `after` is the `id` of the last
@@ -48,7 +48,7 @@ from graphene.types.generic import GenericScalar
 from graphene.utils.str_converters import to_camel_case
 
 from cmsproject.errors import FieldError, ValidationError
-from content.api.views import is_editor
+from content.api.access import is_editor
 from content.models import Entry, EntryStatus, EntryType
 from content.schema import RESERVED_FIELD_NAMES
 from content.selectors import (

@@ -47,8 +47,9 @@ def components_list() -> QuerySet[Component]:
     return Component.objects.order_by("api_id")
 
 
-def locale_checked(locale: str | None) -> str:
-    if locale is None or locale == "":
+def locale_checked(locale: Any, *, blank_is_default: bool = True) -> str:
+    """A configured locale; a blank one (a query without `?locale=`) is the default one."""
+    if blank_is_default and locale in (None, ""):
         return settings.CMS_DEFAULT_LOCALE
     if locale not in settings.CMS_LOCALES:
         raise ValidationError(

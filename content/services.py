@@ -34,6 +34,7 @@ from content.schema import (
     schema_errors,
     transform_document,
 )
+from content.selectors import locale_checked
 from content.topics import entry_topic
 from content.webhooks import webhooks_dispatch
 from customers.models import LifecycleStage
@@ -420,21 +421,6 @@ def _reference_errors(
     return errors
 
 
-def _locale_checked(locale: Any) -> str:
-    if locale not in settings.CMS_LOCALES:
-        raise ValidationError(
-            "Unknown locale.",
-            errors=[
-                FieldError(
-                    "locale",
-                    "invalid_choice",
-                    f"Must be one of: {', '.join(settings.CMS_LOCALES)}.",
-                )
-            ],
-        )
-    return locale
-
-
 def _slug_checked(slug: Any) -> str:
     import re
 
@@ -519,7 +505,7 @@ def _save_unique(entry: Entry) -> None:
 @transaction.atomic
 def entry_create(*, entry_type: EntryType, body: Any, author: Any = None) -> Entry:
     body = _body_checked(body, status_now=EntryStatus.DRAFT)
-    locale = _locale_checked(body.get("locale", settings.CMS_DEFAULT_LOCALE))
+    locale = locale_checked(body.get("locale", settings.CMS_DEFAULT_LOCALE), blank_is_default=False)
     if entry_type.kind == EntryType.Kind.SINGLE:
         slug = body.get("slug", entry_type.api_id)
         if slug != entry_type.api_id:
@@ -582,7 +568,7 @@ def entry_update(
     body = _body_checked(body, status_now=entry.status)
     old_slug, old_locale = entry.slug, entry.locale
     if "locale" in body:
-        entry.locale = _locale_checked(body["locale"])
+        entry.locale = locale_checked(body["locale"], blank_is_default=False)
     if "slug" in body and entry.type.kind == EntryType.Kind.COLLECTION:
         entry.slug = _slug_checked(body["slug"])
     if replace:

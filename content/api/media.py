@@ -23,8 +23,8 @@ from rest_framework.views import APIView
 
 from cmsproject.auth import HasApiKeyScope, StaffModelPermission, request_api_key
 from cmsproject.errors import FieldError, ValidationError
-from cmsproject.models import ApiKey
 from cmsproject.pagination import CursorPagination
+from content.api.access import READ, SCOPES, WRITE
 from content.media import (
     media_asset_delete,
     media_asset_get,
@@ -36,15 +36,6 @@ from content.media import (
 from content.models import MediaAsset
 
 PROBLEM = OpenApiResponse(description="application/problem+json")
-READ, WRITE = ApiKey.Scope.CONTENT_READ, ApiKey.Scope.CONTENT_WRITE
-SCOPES = {
-    "GET": READ,
-    "HEAD": READ,
-    "OPTIONS": READ,
-    "POST": WRITE,
-    "PATCH": WRITE,
-    "DELETE": WRITE,
-}
 ALT_MAX_LENGTH = MediaAsset._meta.get_field("alt").max_length
 
 

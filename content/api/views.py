@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cmsproject.auth import HasApiKeyScope, StaffModelPermission, request_api_key
+from cmsproject.auth import HasApiKeyScope, StaffModelPermission
 from cmsproject.errors import (
     DomainError,
     FieldError,
@@ -27,10 +27,10 @@ from cmsproject.errors import (
     ValidationError,
     problem_response,
 )
-from cmsproject.models import ApiKey
 from cmsproject.pagination import CursorPagination, PageNumberPagination
 from cmsproject.throttling import anonymous_throttle_then_get
 from content import cache as content_cache
+from content.api.access import SCOPES, is_editor
 from content.api.serializers import (
     ENTRY_BODY_SCHEMA,
     ComponentSerializer,
@@ -79,16 +79,6 @@ from content.services import (
 PROBLEM = OpenApiResponse(description="application/problem+json")
 ENTRY = OpenApiResponse(ENTRY_BODY_SCHEMA)
 ENTRY_BODY = {"application/json": ENTRY_BODY_SCHEMA}
-READ, WRITE = ApiKey.Scope.CONTENT_READ, ApiKey.Scope.CONTENT_WRITE
-SCOPES = {
-    "GET": READ,
-    "HEAD": READ,
-    "OPTIONS": READ,
-    "POST": WRITE,
-    "PUT": WRITE,
-    "PATCH": WRITE,
-    "DELETE": WRITE,
-}
 LOCALE = OpenApiParameter("locale", str, description="Defaults to CMS_DEFAULT_LOCALE.")
 IF_MATCH = OpenApiParameter(
     "If-Match",
@@ -96,17 +86,6 @@ IF_MATCH = OpenApiParameter(
     OpenApiParameter.HEADER,
     description="The ETag an editor read; 409 if the entry was saved since.",
 )
-
-
-def is_editor(request: Request) -> bool:
-    """Staff who may view entries, or an API key that may write content."""
-    key = request_api_key(request)
-    if key is not None:
-        return key.has_scope(WRITE)
-    user = request.user
-    return bool(
-        user and user.is_authenticated and user.is_staff and user.has_perm("content.view_entry")
-    )
 
 
 def reader_response(request: HttpRequest, cached: CachedResponse) -> HttpResponse:

@@ -413,3 +413,34 @@ def newcomer_server(server_pool: ServerPool) -> Server:
 def make_run_server(server_pool: ServerPool) -> Server:
     """Services mode launched exactly as `make run` does (venv not on PATH); not waited for."""
     return server_pool.get("make_run_server", "services", wait=False)
+
+
+# --- A real browser: Debian's Chromium driven by Playwright (never `playwright install`) --------
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ON_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(scope="module")  # module: Playwright's loop must not outlive one file's tests
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: `apt-get install -y chromium`"
+        if ON_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

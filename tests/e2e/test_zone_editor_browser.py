@@ -16,29 +16,11 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Server
-from tests.e2e.test_admin_browser import CHROMIUM, CHROMIUM_ARGS, ON_CI
 
 # The server fixture (`cms_server`) picks the mode of the pass, so this runs in both.
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 TOKEN = "/api/v1/auth/token/"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: `apt-get install -y chromium`"
-        if ON_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture
