@@ -85,6 +85,26 @@ class AnonymousIdInline(admin.TabularInline):
         return False
 
 
+class SegmentListFilter(admin.SimpleListFilter):
+    """Customers in a segment now. A subquery on the memberships' (segment, exited_at, customer)
+    index: as fast at 100k customers as the column filters."""
+
+    title = "segment"
+    parameter_name = "segment"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        from segmentation.selectors import segments_list
+
+        return [(str(segment.pk), segment.name) for segment in segments_list()]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        from segmentation.selectors import segment_current_customer_ids
+
+        if not (self.value() or "").isdigit():
+            return queryset
+        return queryset.filter(pk__in=segment_current_customer_ids(segment_id=int(self.value())))
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
     form = CustomerAdminForm
@@ -97,7 +117,12 @@ class CustomerAdmin(admin.ModelAdmin):
         "last_seen",
         "total_spend",
     ]
-    list_filter = ["loyalty_tier", "lifecycle_stage", ("last_seen", admin.DateFieldListFilter)]
+    list_filter = [
+        SegmentListFilter,
+        "loyalty_tier",
+        "lifecycle_stage",
+        ("last_seen", admin.DateFieldListFilter),
+    ]
     # external_id is matched exactly (its unique index answers); email and name by substring.
     search_fields = ["=external_id", "email", "name"]
     # No column follows a relation; an empty list says so, and keeps Django from joining.
@@ -114,11 +139,13 @@ class CustomerAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
         "erased_at",
+        "segment_memberships",
         "interaction_timeline",
     ]
     fieldsets = [
         (None, {"fields": ["email", "name", "external_id", "user"]}),
         ("Marketing", {"fields": ["loyalty_tier", "lifecycle_stage", "attributes"]}),
+        ("Segments", {"fields": ["segment_memberships"]}),
         ("Preferences", {"fields": ["preferences"]}),
         (
             "Activity",
@@ -126,6 +153,36 @@ class CustomerAdmin(admin.ModelAdmin):
         ),
         ("Interactions", {"fields": ["interaction_timeline"]}),
     ]
+
+    @admin.display(description="segments")
+    def segment_memberships(self, customer: Customer) -> str:
+        """Every stay in a segment, newest first: in it now, or when it left."""
+        from segmentation.selectors import customer_memberships
+
+        if customer.pk is None:
+            return "-"
+        stays = customer_memberships(customer_id=customer.pk)
+        if not stays:
+            return "In no segment."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    stay.segment.name,
+                    date_format(localtime(stay.entered_at), "DATETIME_FORMAT"),
+                    date_format(localtime(stay.exited_at), "DATETIME_FORMAT")
+                    if stay.exited_at
+                    else "in it now",
+                )
+                for stay in stays
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>segment</th><th>entered</th><th>exited</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="latest interactions")
     def interaction_timeline(self, customer: Customer) -> str:

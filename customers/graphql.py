@@ -41,8 +41,7 @@ class CustomerProfileFields(graphene.ObjectType):
     segments = graphene.List(
         graphene.NonNull(SegmentRef),
         required=True,
-        description="Segments the customer is in now. Filled by segmentation once it is built; "
-        "an empty list until then.",
+        description="Segments the customer is in now.",
     )
 
     @staticmethod
@@ -51,7 +50,12 @@ class CustomerProfileFields(graphene.ObjectType):
 
     @staticmethod
     def resolve_segments(root: Customer, info: graphene.ResolveInfo) -> list[SegmentRef]:
-        return []  # segmentation does not exist yet; it will answer from its memberships
+        from segmentation.selectors import customer_segments_current
+
+        return [
+            SegmentRef(key=segment.key, name=segment.name)
+            for segment in customer_segments_current(customer_id=root.pk)
+        ]
 
 
 class Me(CustomerProfileFields):
