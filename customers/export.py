@@ -114,13 +114,20 @@ def _ordered(row: Row) -> Row:
     return {column: row[column] for column in COLUMNS}
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): a name
+# like `=HYPERLINK(...)` typed by a customer must reach the marketer's Excel as text.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: Any) -> Any:
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    if value is None:
+        value = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    elif value is None:
         return ""
-    if hasattr(value, "isoformat"):
+    elif hasattr(value, "isoformat"):
         return value.isoformat()
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value  # OWASP's advice: the apostrophe makes the cell text in every sheet
     return value
 
 
@@ -239,6 +246,28 @@ def export_format_get(*, name: str) -> ExportFormat:
 
 def export_filename(*, export_format: ExportFormat, day: date) -> str:
     return f"customers-{day.isoformat()}.{export_format.extension}"
+
+
+def export_keep_days() -> int:
+    """How many daily snapshots to keep (`CMS_EXPORT_KEEP_DAYS`, 30): they hold personal data,
+    so they must not pile up forever (and an erased customer leaves them within this window)."""
+    return int(os.environ.get("CMS_EXPORT_KEEP_DAYS", 30))
+
+
+def export_snapshots_prune(*, directory: Path, today: date, keep_days: int) -> list[Path]:
+    """Delete snapshots dated `keep_days` or more before `today`; returns what was deleted.
+    Only files named like our snapshots are touched."""
+    removed = []
+    for path in directory.glob("customers-*.*"):
+        stem = path.name.removeprefix("customers-").split(".", 1)[0]
+        try:
+            day = date.fromisoformat(stem)
+        except ValueError:
+            continue
+        if (today - day).days >= keep_days:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 # --- Services -------------------------------------------------------------------------------------

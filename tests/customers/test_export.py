@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pyarrow.parquet as pq
@@ -391,3 +391,39 @@ def test_snapshot_runs_daily_at_0230_and_expires():
     assert entry["task"] == "customers.tasks.customers_export_snapshot_task"
     assert (entry["schedule"].hour, entry["schedule"].minute) == ({2}, {30})
     assert entry["options"]["expires"] == 3600
+
+
+def test_snapshots_older_than_the_retention_are_pruned(export_dir, customers, monkeypatch):
+    # given snapshots from 40 and 10 days ago and an unrelated file
+    monkeypatch.setenv("CMS_EXPORT_KEEP_DAYS", "30")
+    export_dir.mkdir(parents=True)
+    today = timezone.now().date()
+    old = export_dir / f"customers-{(today - timedelta(days=40)).isoformat()}.parquet"
+    recent = export_dir / f"customers-{(today - timedelta(days=10)).isoformat()}.csv"
+    unrelated = export_dir / "notes.txt"
+    for path in (old, recent, unrelated):
+        path.write_text("x")
+
+    # when the daily task runs
+    customers_export_snapshot_task.apply().get()
+
+    # then the old one is gone, the recent one and today's stay, the unrelated file is untouched
+    names = sorted(p.name for p in export_dir.iterdir())
+    assert names == sorted([recent.name, f"customers-{today.isoformat()}.parquet", "notes.txt"])
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_made_text(exporter_client):
+    # given customers whose names a spreadsheet would read as formulas
+    Customer.objects.create(email="a@example.com", name='=HYPERLINK("http://evil","x")')
+    Customer.objects.create(email="b@example.com", name="@SUM(1+1)")
+    Customer.objects.create(email="c@example.com", name="Plain - name")
+
+    # when exported as CSV
+    response = exporter_client.get(URL, {"format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(_body(response).decode())))
+
+    # then those cells start with an apostrophe and the others are as they were
+    names = {row["email"]: row["name"] for row in rows}
+    assert names["a@example.com"] == '\'=HYPERLINK("http://evil","x")'
+    assert names["b@example.com"] == "'@SUM(1+1)"
+    assert names["c@example.com"] == "Plain - name"
