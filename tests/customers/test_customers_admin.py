@@ -148,3 +148,18 @@ def test_profile_page_shows_the_latest_interactions_escaped(admin_client):
     assert html.index("purchase") < html.index("page_view")  # newest first
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;" in html
+
+
+@pytest.mark.services
+@pytest.mark.django_db
+def test_admin_search_has_trigram_indexes_on_postgresql():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'customers_customer'"
+        )
+        indexes = dict(cursor.fetchall())
+    # The expression must be the one Django's icontains writes, or the planner cannot use it.
+    assert "upper((email)::text) gin_trgm_ops" in indexes["customers_email_trgm"]
+    assert "upper((name)::text) gin_trgm_ops" in indexes["customers_name_trgm"]
