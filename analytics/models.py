@@ -101,6 +101,12 @@ class SubjectDailyRollup(models.Model):
     day = models.DateField()
     event_type = models.CharField(max_length=100)
     count = models.PositiveIntegerField(default=0)
+    count_added = models.PositiveIntegerField(
+        default=0,
+        help_text="Events the latest drain write added: a row whose count equals it was created "
+        "by that write (how the drain counts subjects new to a day; RETURNING shows the new row "
+        "only).",
+    )
     sums = models.JSONField(default=dict)
     distinct = models.JSONField(default=dict)
 
@@ -117,6 +123,31 @@ class SubjectDailyRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} {self.event_type} {self.day}"
+
+
+class SubjectHourlyRollup(models.Model):
+    """Per type, hour and subject: how many events, and in which minutes of the hour (bit m of
+    `minutes` is minute m). The drain counts the unique subjects of minute and hour buckets from
+    these instead of rescanning events: a subject is new to an hour when its row is created, and
+    new to a minute when the minute's bit is first set.
+
+    Keyed by type and hour first, so a batch of recent events writes to the few index pages of the
+    current hours, and a recount finds an hour's rows without another index."""
+
+    pk = models.CompositePrimaryKey("event_type", "hour", "subject")
+    event_type = models.CharField(max_length=100)
+    hour = models.DateTimeField()
+    subject = models.CharField(max_length=140, help_text="`c:<customer id>` or `a:<anonymous id>`")
+    count = models.PositiveIntegerField(default=0)
+    minutes = models.BigIntegerField(default=0, help_text="Bit m is set: events in minute m.")
+    minutes_added = models.BigIntegerField(
+        default=0,
+        help_text="The bits the latest write set: the drain reads them back from the upsert "
+        "(RETURNING shows the new row only), which tells it the minutes new to this subject.",
+    )
+
+    def __str__(self) -> str:
+        return f"{self.subject} {self.event_type} {self.hour:%Y-%m-%d %H:00}"
 
 
 class DroppedEvents(models.Model):

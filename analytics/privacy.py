@@ -11,12 +11,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
 
-from analytics.models import Event, SubjectDailyRollup
+from analytics.models import Event, SubjectDailyRollup, SubjectHourlyRollup
 
 # Property names (any depth, any case) whose values identify a person. Behavioural properties
 # (amount, category, product) stay: they are what the kept aggregates are made of.
@@ -101,15 +102,17 @@ def _rollups_anonymize(*, customer_id: int, anonymous_ids: list[str]) -> int:
     subjects = [f"c:{customer_id}", *(f"a:{value}" for value in anonymous_ids)]
     pending = (
         SubjectDailyRollup.objects.filter(Q(customer_id=customer_id) | Q(subject__in=subjects))
-        .only("id", "subject", "distinct")
+        .only("id", "subject", "distinct", "event_type", "day")
         .order_by("pk")
     )
     # One fresh subject per old subject: rows that were one subject stay one (uniques hold), and
     # no two old subjects collide on the (subject, day, type) constraint.
     renamed: dict[str, str] = {}
+    spans: dict[str, set[tuple[str, date]]] = {}
     done = 0
     while batch := list(pending[:BATCH_SIZE]):
         for row in batch:
+            spans.setdefault(row.subject, set()).add((row.event_type, row.day))
             row.subject = renamed.setdefault(row.subject, f"erased:{uuid.uuid4()}")
             row.customer_id = None
             # Distinct values of a marked property could be personal (an email marked distinct).
@@ -118,4 +121,23 @@ def _rollups_anonymize(*, customer_id: int, anonymous_ids: list[str]) -> int:
             }
         SubjectDailyRollup.objects.bulk_update(batch, ["subject", "customer", "distinct"])
         done += len(batch)
+    _hourly_rollups_rename(renamed=renamed, spans=spans)
     return done
+
+
+def _hourly_rollups_rename(
+    *, renamed: dict[str, str], spans: dict[str, set[tuple[str, date]]]
+) -> None:
+    """The hourly rows move to the same fresh subjects as the daily ones. They exist only for
+    the (type, day) pairs the daily rows have, and their key starts with (type, hour): bounding
+    each update by those pairs lets it use the key instead of scanning every subject's rows."""
+    for old, new in renamed.items():
+        by_type: dict[str, list[date]] = {}
+        for event_type, day in spans[old]:
+            by_type.setdefault(event_type, []).append(day)
+        for event_type, days in by_type.items():
+            start = datetime.combine(min(days), time.min, tzinfo=UTC)
+            end = datetime.combine(max(days), time.min, tzinfo=UTC) + timedelta(days=1)
+            SubjectHourlyRollup.objects.filter(
+                event_type=event_type, hour__gte=start, hour__lt=end, subject=old
+            ).update(subject=new)

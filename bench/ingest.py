@@ -321,7 +321,7 @@ def bench_drain(
     if profiler:
         profiler.enable()
     # drain_until_empty in slices of a few seconds, as the beat-driven task calls it, so the
-    # rate can be followed as the tables grow (roll-ups recount what is already stored).
+    # rate can be followed as the tables grow (a cost that grew with them would show here).
     read = inserted = 0
     slices: list[dict[str, float]] = []
     while True:

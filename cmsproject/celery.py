@@ -52,6 +52,11 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    "subject-hourly-rollups-prune": {
+        "task": "analytics.tasks.subject_hourly_rollups_prune_task",
+        "schedule": crontab(hour=3, minute=47),
+        "options": {"expires": 60 * 60},
+    },
     "customers-export-snapshot": {
         "task": "customers.tasks.customers_export_snapshot_task",
         "schedule": crontab(hour=2, minute=30),

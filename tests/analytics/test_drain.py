@@ -3,19 +3,29 @@ buffer (a file embedded, a Redis Stream with a consumer group in services mode).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import random
+import threading
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from analytics.buffer import RedisStreamBuffer
 from analytics.drain import drain_until_empty
-from analytics.models import DroppedEvents, Event, EventRollup, SubjectDailyRollup
+from analytics.models import (
+    DroppedEvents,
+    Event,
+    EventRollup,
+    SubjectDailyRollup,
+    SubjectHourlyRollup,
+)
 from analytics.services import Caller, event_type_save, events_accept
 from analytics.signals import events_ingested
 from customers.models import AnonymousId, Consent, Customer
+from customers.services import customer_identify
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SERVER = Caller(may_name_any_user=True)  # as an API key with events:write
@@ -242,3 +252,270 @@ def test_an_event_the_database_refuses_does_not_hold_back_its_batch(events_buffe
     assert sorted(Event.objects.values_list("id", flat=True)) == ["ok", "ok2"]
     assert DroppedEvents.objects.get(reason="unstorable").count == 1
     assert events_buffer.pending_count() == 0
+
+
+# --- Set-based roll-ups: exact across batches, workers and identify --------------------------
+def _recounted(events) -> dict[tuple[str, str, datetime], tuple[int, int]]:
+    """(type, interval, bucket) -> (count, unique subjects), from stored events, from scratch."""
+    subjects: dict[tuple[str, str, datetime], list] = {}
+    for event_type, customer_id, anonymous_id, moment in events:
+        moment = moment.astimezone(UTC)
+        subject = f"c:{customer_id}" if customer_id else f"a:{anonymous_id}"
+        for interval, bucket in (
+            ("minute", moment.replace(second=0, microsecond=0)),
+            ("hour", moment.replace(minute=0, second=0, microsecond=0)),
+            ("day", moment.replace(hour=0, minute=0, second=0, microsecond=0)),
+        ):
+            subjects.setdefault((event_type, interval, bucket), []).append(subject)
+    return {key: (len(found), len(set(found))) for key, found in subjects.items()}
+
+
+def _stored_rollups() -> dict[tuple[str, str, datetime], tuple[int, int]]:
+    return {
+        (r.event_type, r.interval, r.bucket.astimezone(UTC)): (r.count, r.uniques)
+        for r in EventRollup.objects.all()
+    }
+
+
+def _stored_hourly() -> dict[tuple[str, datetime, str], tuple[int, int]]:
+    return {
+        (r.event_type, r.hour.astimezone(UTC), r.subject): (r.count, r.minutes)
+        for r in SubjectHourlyRollup.objects.all()
+    }
+
+
+def _hourly_recounted(events) -> dict[tuple[str, datetime, str], tuple[int, int]]:
+    """(type, hour, subject) -> (count, minute bits), from stored events."""
+    hourly: dict[tuple[str, datetime, str], tuple[int, int]] = {}
+    for event_type, customer_id, anonymous_id, moment in events:
+        moment = moment.astimezone(UTC)
+        subject = f"c:{customer_id}" if customer_id else f"a:{anonymous_id}"
+        key = (event_type, moment.replace(minute=0, second=0, microsecond=0), subject)
+        count, bits = hourly.get(key, (0, 0))
+        hourly[key] = (count + 1, bits | 1 << moment.minute)
+    return hourly
+
+
+def _stored_events():
+    return Event.objects.values_list("type", "customer_id", "anonymous_id", "timestamp")
+
+
+def _random_events(rng: random.Random, count: int, prefix: str = "r") -> list[dict]:
+    """Events of a few subjects over two days and a few hours, some ids sent twice."""
+    events = []
+    for _ in range(count):
+        subject = rng.randrange(12)
+        moment = datetime(
+            2026, 11, 19 + rng.randrange(2), 9 + rng.randrange(3), rng.randrange(60), 5, tzinfo=UTC
+        )
+        event = {
+            "id": f"{prefix}{rng.randrange(count * 4 // 5)}",
+            "type": rng.choice(["page_view", "add_to_cart"]),
+            "timestamp": moment.isoformat(),
+            "properties": {"amount": rng.randrange(1, 5), "path": f"/{rng.randrange(3)}"},
+        }
+        event.update(
+            {"userId": f"u{subject}"} if subject % 3 == 0 else {"anonymousId": f"b{subject}"}
+        )
+        events.append(event)
+    return events
+
+
+def test_rollups_match_a_recount_of_the_stored_events_over_many_batches(events_buffer):
+    """Minute and hour uniques come from the per-subject hourly rows, day uniques from the daily
+    ones: adding batch after batch must give what counting the stored events gives."""
+    accept(*_random_events(random.Random(3), 400))
+
+    drain_until_empty(buffer=events_buffer, max_seconds=60, batch_size=37)
+
+    assert Event.objects.count() > 200  # some ids were sent twice
+    assert _stored_rollups() == _recounted(_stored_events())
+    assert _stored_hourly() == _hourly_recounted(_stored_events())
+    per_day: dict[tuple[str, date, str], tuple[int, int]] = {}
+    for event_type, customer_id, anonymous_id, moment, properties in Event.objects.values_list(
+        "type", "customer_id", "anonymous_id", "timestamp", "properties"
+    ):
+        key = (
+            f"c:{customer_id}" if customer_id else f"a:{anonymous_id}",
+            moment.astimezone(UTC).date(),
+            event_type,
+        )
+        count, amount = per_day.get(key, (0, 0))
+        per_day[key] = (count + 1, amount + properties["amount"])
+    daily = SubjectDailyRollup.objects.values_list("subject", "day", "event_type", "count", "sums")
+    assert {(s, d, t): (c, sums["amount"]) for s, d, t, c, sums in daily} == per_day
+
+
+def test_daily_sums_and_distinct_values_merge_with_what_is_stored(
+    events_buffer, drain, monkeypatch
+):
+    monkeypatch.setattr("analytics.rollups.MAX_DISTINCT_VALUES", 4)
+    event_type_save(name="product_view", distinct_properties=["category", "size"])
+
+    def view(minute: int, **properties) -> dict:
+        return {
+            "type": "product_view",
+            "userId": "u1",
+            "timestamp": at(minute),
+            "properties": properties,
+        }
+
+    accept(view(1, category="shoes", price=10), view(2, category="hats", price=2.5))
+    drain()
+    accept(
+        view(3, category="shoes", price=1, size=42),
+        view(4, category="bags", quantity=3, size=True),
+        view(5, category="a-line", size="M"),
+        view(6, category="zips"),
+    )
+
+    drain()
+
+    daily = SubjectDailyRollup.objects.get()
+    assert daily.count == 6
+    assert daily.sums == {"price": 13.5, "quantity": 3, "size": 42}
+    # Distinct values ordered as Python's str() orders them, the first MAX_DISTINCT_VALUES kept.
+    assert daily.distinct == {
+        "category": ["a-line", "bags", "hats", "shoes"],
+        "size": [42, "M", True],
+    }
+
+
+def test_a_repeated_event_is_not_rolled_up_again(events_buffer, drain):
+    accept(
+        {
+            "id": "once",
+            "type": "page_view",
+            "anonymousId": "a",
+            "timestamp": at(1),
+            "properties": {"n": 1},
+        }
+    )
+    drain()
+    accept(
+        {
+            "id": "once",
+            "type": "page_view",
+            "anonymousId": "a",
+            "timestamp": at(1),
+            "properties": {"n": 1},
+        },
+        {
+            "id": "new",
+            "type": "page_view",
+            "anonymousId": "b",
+            "timestamp": at(1),
+            "properties": {"n": 1},
+        },
+    )
+
+    report = drain()
+
+    assert (report.inserted, report.duplicates) == (1, 1)
+    assert _stored_rollups() == _recounted(_stored_events())
+    assert SubjectDailyRollup.objects.get(subject="a:a").sums == {"n": 1}
+    assert SubjectHourlyRollup.objects.get(subject="a:a").count == 1
+
+
+def test_after_identify_the_customer_is_not_counted_again_in_the_same_minute(events_buffer, drain):
+    """Identify recounts the buckets of the moved events and rebuilds their hourly rows: the
+    customer's next event in the same minute finds itself already counted."""
+    accept(
+        {"type": "page_view", "anonymousId": "browser", "timestamp": at(1)},
+        {"type": "page_view", "anonymousId": "bystander", "timestamp": at(1)},
+    )
+    drain()
+    customer, moved = customer_identify(anonymous_id="browser", external_id="u1")
+
+    accept({"type": "page_view", "userId": "u1", "timestamp": at(1)})
+    drain()
+
+    assert moved == 1
+    assert _stored_rollups() == _recounted(_stored_events())
+    assert {r.interval: (r.count, r.uniques) for r in EventRollup.objects.all()} == {
+        "minute": (3, 2),
+        "hour": (3, 2),
+        "day": (3, 2),
+    }
+    assert _stored_hourly() == _hourly_recounted(_stored_events())
+    assert set(SubjectHourlyRollup.objects.values_list("subject", flat=True)) == {
+        f"c:{customer.pk}",
+        "a:bystander",
+    }
+
+
+@pytest.mark.services
+def test_one_refused_event_among_many_is_dropped_alone(events_buffer):
+    now = timezone.now().isoformat()
+    good = [
+        {
+            "id": f"ok{n}",
+            "type": "page_view",
+            "userId": None,
+            "anonymousId": f"a{n % 7}",
+            "properties": {},
+            "timestamp": now,
+            "receivedAt": now,
+        }
+        for n in range(60)
+    ]
+    bad = {**good[0], "id": "bad", "properties": {"q": "a\u0000b"}}
+    events_buffer.append([*good[:41], bad, *good[41:]])
+
+    drain_until_empty(buffer=events_buffer, max_seconds=60, batch_size=100)
+
+    assert Event.objects.count() == 60
+    assert DroppedEvents.objects.get(reason="unstorable").count == 1
+    assert _stored_rollups() == _recounted(_stored_events())
+    assert events_buffer.pending_count() == 0
+
+
+@pytest.mark.services
+def test_two_workers_draining_the_same_subjects_at_once_count_each_event_once(events_buffer):
+    """Each worker reads as its own consumer; their batches share subjects and buckets, so their
+    upserts meet on the same roll-up rows (and wait for each other there)."""
+    accept(*_random_events(random.Random(5), 600, prefix="w"))
+    errors: list[BaseException] = []
+    stored: dict[str, int] = {}
+
+    def work(name: str) -> None:
+        try:
+            worker = RedisStreamBuffer(settings.REDIS_URL, consumer=name)
+            stored[name] = 0
+            while report := drain_until_empty(buffer=worker, max_seconds=60, batch_size=20):
+                if not report.read:
+                    break
+                stored[name] += report.inserted
+        except BaseException as exc:  # reported by the test below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in ("w1", "w2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert not errors, errors
+    assert all(stored.values()), stored  # both took part
+    assert events_buffer.pending_count() == 0
+    assert _stored_rollups() == _recounted(_stored_events())
+    assert sum(SubjectDailyRollup.objects.values_list("count", flat=True)) == Event.objects.count()
+
+
+@pytest.mark.django_db
+def test_hourly_rows_past_the_event_age_limit_are_pruned():
+    from analytics.rollups import subject_hourly_rollups_prune
+
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    for days_ago in (40, 30, 1):
+        SubjectHourlyRollup.objects.create(
+            event_type="page_view",
+            hour=now - timedelta(days=days_ago),
+            subject=f"a:{days_ago}",
+            count=1,
+            minutes=1,
+        )
+    assert subject_hourly_rollups_prune(now=now, max_age=timedelta(days=30)) == 1
+    assert sorted(SubjectHourlyRollup.objects.values_list("subject", flat=True)) == ["a:1", "a:30"]

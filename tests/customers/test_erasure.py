@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from rest_framework.test import APIClient
 
-from analytics.models import Event, SubjectDailyRollup
+from analytics.models import Event, SubjectDailyRollup, SubjectHourlyRollup
 from analytics.privacy import properties_without_personal_keys
 from cmsproject.errors import NotFound
 from cmsproject.models import AuditEntry
@@ -197,6 +197,26 @@ def test_erase_moves_rollups_to_anonymous_subjects_keeping_counts(customer, oper
     assert all(row.subject.startswith("erased:") for row in rows)
     assert len({row.subject for row in rows}) == 2
     assert not SubjectDailyRollup.objects.filter(subject__in=old_subjects).exists()
+
+
+def test_erase_moves_hourly_rollups_to_the_same_fresh_subjects(customer, bystander, operator):
+    # given hourly rows under the customer's two subjects and a bystander's
+    hour = WHEN.replace(minute=0)
+    for subject, count in ((f"c:{customer.pk}", 2), ("a:anon-ada", 1), (f"c:{bystander.pk}", 1)):
+        SubjectHourlyRollup.objects.create(
+            event_type="purchase", hour=hour, subject=subject, count=count, minutes=1
+        )
+
+    customer_erase(customer=customer, actor=operator)
+
+    # then each moved to the fresh subject its daily rows moved to; the bystander's stayed
+    erased = SubjectDailyRollup.objects.filter(subject__startswith="erased:")
+    daily = {row.count: row.subject for row in erased}
+    hourly = {row.subject: row.count for row in SubjectHourlyRollup.objects.all()}
+    assert hourly == {daily[2]: 2, daily[1]: 1, f"c:{bystander.pk}": 1}
+    assert not SubjectHourlyRollup.objects.filter(
+        subject__in=[f"c:{customer.pk}", "a:anon-ada"]
+    ).exists()
 
 
 def test_erase_drops_personal_distinct_values_from_rollups(customer, operator):
