@@ -49,6 +49,7 @@ from graphene.utils.str_converters import to_camel_case
 
 from cmsproject.errors import FieldError, ValidationError
 from content.api.access import is_editor
+from content.delivery import audience_for, entry_deliver
 from content.models import Entry, EntryStatus, EntryType
 from content.schema import RESERVED_FIELD_NAMES
 from content.selectors import (
@@ -144,7 +145,45 @@ def page_arguments() -> dict[str, Any]:
     }
 
 
+class Delivery(graphene.ObjectType):
+    """A published entry with each block resolved for the caller (as REST's `/deliver/`)."""
+
+    data = GenericScalar(required=True)
+    meta = GenericScalar(required=True)
+
+
 class ContentQueries(graphene.ObjectType):
+    deliver = graphene.Field(
+        Delivery,
+        required=True,
+        type=graphene.String(required=True),
+        slug=graphene.String(required=True),
+        locale=graphene.String(),
+        anonymous_id=graphene.String(
+            description="The browser's id; the `X-Anonymous-Id` header works too."
+        ),
+        description="The entry for the caller: their segments pick each block's variant.",
+    )
+
+    @staticmethod
+    def resolve_deliver(
+        root: Any,
+        info: graphene.ResolveInfo,
+        type: str,
+        slug: str,
+        locale: str | None = None,
+        anonymous_id: str | None = None,
+    ) -> Delivery:
+        request = info.context
+        audience = audience_for(
+            user=getattr(request, "user", None),
+            anonymous_id=anonymous_id or request.headers.get("X-Anonymous-Id"),
+        )
+        delivered = entry_deliver(
+            api_id=type, slug=slug, locale=locale_checked(locale), audience=audience
+        )
+        return Delivery(data=delivered.body["data"], meta=delivered.body["meta"])
+
     content_entries = graphene.Field(
         ContentEntryPage,
         required=True,

@@ -1,10 +1,11 @@
-"""What other apps may ask the segmentation app. Segments themselves arrive with issue 5; until
-then the registry of segment keys is empty and every well-formed key is accepted."""
+"""What other apps may ask the segmentation app."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 
+from django.core.cache import cache
 from django.db.models import QuerySet
 
 from segmentation.models import Segment, SegmentMembership
@@ -43,3 +44,31 @@ def segment_current_customer_ids(*, segment_id: int) -> QuerySet[SegmentMembersh
     return SegmentMembership.objects.filter(
         segment_id=segment_id, exited_at__isnull=True, customer__isnull=False
     ).values("customer_id")
+
+
+# --- A subject's segments now, cached: what personalization reads on every request ----------------
+SUBJECT_SEGMENTS_TTL_SECONDS = 300  # a safety net: membership changes forget the entry at once
+
+
+def _subject_segments_cache_key(subject: str) -> str:
+    return "segmentation:subject:" + hashlib.sha256(subject.encode()).hexdigest()[:40]
+
+
+def subject_segment_keys(*, subject: str) -> list[str]:
+    """The keys of the segments `subject` (`c:<id>` or `a:<anonymous id>`) is in now, sorted.
+    One cache read when warm; membership changes call `subject_segments_forget` after commit."""
+    key = _subject_segments_cache_key(subject)
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    keys = list(
+        SegmentMembership.objects.filter(subject=subject, exited_at__isnull=True)
+        .order_by("segment__key")
+        .values_list("segment__key", flat=True)
+    )
+    cache.set(key, keys, SUBJECT_SEGMENTS_TTL_SECONDS)
+    return keys
+
+
+def subject_segments_forget(*, subject: str) -> None:
+    cache.delete(_subject_segments_cache_key(subject))

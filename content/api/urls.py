@@ -42,6 +42,11 @@ urlpatterns = [
         views.EntryRevisionRestoreApi.as_view(),
         name="entry-revision-restore",
     ),
+    path(
+        "deliver/<slug:type_api_id>/<slug:slug>/",
+        views.DeliverApi.as_view(),
+        name="deliver",
+    ),
     path("", include("content.api.media_urls")),
     path("", include("content.api.webhook_urls")),
 ]

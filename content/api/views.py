@@ -40,6 +40,7 @@ from content.api.serializers import (
     PublishSerializer,
 )
 from content.cache import CachedResponse
+from content.delivery import audience_for, entry_deliver
 from content.models import Component, Entry, EntryType
 from content.selectors import (
     component_get,
@@ -486,3 +487,42 @@ class EntryRevisionRestoreApi(EntryActionAccess, APIView):
         return editor_response(
             request, revision_restore(entry=entry, number=number, author=request.user)
         )
+
+
+class DeliverApi(APIView):
+    """`/deliver/<type>/<slug>/`: the published entry, each block resolved for the caller."""
+
+    permission_classes = (AllowAny,)
+
+    @extend_schema(
+        parameters=[
+            LOCALE,
+            OpenApiParameter(
+                "X-Anonymous-Id",
+                str,
+                OpenApiParameter.HEADER,
+                description="The browser's id, for visitors without a customer token.",
+            ),
+        ],
+        responses={200: OpenApiResponse(description="{data, meta}"), 304: None, 404: PROBLEM},
+        description="Variants and targeting never leave the server: each block carries the one "
+        "`data` chosen for the caller's segments (none for a customer who refused "
+        "personalization).",
+    )
+    def get(self, request: Request, type_api_id: str, slug: str) -> Response:
+        locale = locale_checked(request.query_params.get("locale"))
+        audience = audience_for(
+            user=request.user, anonymous_id=request.headers.get("X-Anonymous-Id")
+        )
+        delivery = entry_deliver(api_id=type_api_id, slug=slug, locale=locale, audience=audience)
+        etag = delivery.etag()
+        headers = {
+            "ETag": etag,
+            "Cache-Tag": " ".join(delivery.tags),
+            # Personal: never stored by a shared cache; the browser revalidates with the ETag.
+            "Cache-Control": "private, no-cache",
+            "Vary": "Authorization, Cookie, X-Anonymous-Id",
+        }
+        if etag in _etags(request.headers.get("If-None-Match", "")):
+            return Response(status=304, headers=headers)
+        return Response(delivery.body, headers=headers)
