@@ -85,4 +85,7 @@ def demo_load_all(*, staff_password: str) -> list[str]:
                 raise
             continue
         loaded.append(f"{app}: {module.demo_load()}")
+    from cmsproject.storefront import demo_api_key
+
+    demo_api_key()  # the storefront backend's key, made now rather than on the first purchase
     return loaded

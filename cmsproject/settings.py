@@ -285,6 +285,9 @@ CMS_EVENTS_STRICT_TYPES = env_bool("CMS_EVENTS_STRICT_TYPES", False)
 
 CMS_AUDIT_RETENTION_DAYS = int(os.environ.get("CMS_AUDIT_RETENTION_DAYS", 90))
 
+# The WebSocket address the demo storefront gives browsers, when a proxy publishes it elsewhere.
+CMS_PUBLIC_WS_URL = os.environ.get("CMS_PUBLIC_WS_URL", "")
+
 # --- Content -------------------------------------------------------------------------------------
 # Entry locales; a read in a locale an entry lacks falls back to CMS_FALLBACK_LOCALE.
 CMS_LOCALES = env_list("CMS_LOCALES", "en,fr,de,es")

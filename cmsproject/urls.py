@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from cmsproject import api
 from cmsproject.graphql import GraphQLApi
 from cmsproject.schema import schema_current
+from cmsproject.storefront import DemoPurchaseApi, storefront_page
 
 api_v1 = [
     path("health/", api.HealthApi.as_view(), name="health"),
@@ -22,6 +23,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", storefront_page, name="storefront"),
+    path("demo/purchase/", DemoPurchaseApi.as_view(), name="demo-purchase"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/v1/", include("customers.urls")),

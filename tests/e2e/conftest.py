@@ -444,3 +444,39 @@ def browser() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def outside_requests() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def page_errors() -> list[str]:
+    """Uncaught JavaScript errors of the page: the editors must not throw."""
+    return []
+
+
+@pytest.fixture
+def page(
+    browser: Any, cms_server: Server, outside_requests: list[str], page_errors: list[str]
+) -> Iterator[Any]:
+    """A fresh browser context on `cms_server` that may reach nothing else (no CDN, no
+    network); uncaught page errors are collected in `page_errors`."""
+    context = browser.new_context(base_url=cms_server.base_url)
+    context.set_default_timeout(20_000)
+
+    def only_local(route: Any) -> None:
+        if route.request.url.startswith(f"{cms_server.base_url}/"):
+            route.continue_()
+        else:
+            outside_requests.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_local)
+    page = context.new_page()
+    page.on("pageerror", lambda error: page_errors.append(str(error)))
+    try:
+        yield page
+    finally:
+        context.close()

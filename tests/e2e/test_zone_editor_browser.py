@@ -9,7 +9,6 @@ The browser context may reach only the server under test: the editors need no CD
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,40 +20,6 @@ from tests.e2e.conftest import Server
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 TOKEN = "/api/v1/auth/token/"
-
-
-@pytest.fixture
-def outside_requests() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def page_errors() -> list[str]:
-    """Uncaught JavaScript errors of the page: the editors must not throw."""
-    return []
-
-
-@pytest.fixture
-def page(
-    browser: Any, cms_server: Server, outside_requests: list[str], page_errors: list[str]
-) -> Iterator[Any]:
-    context = browser.new_context(base_url=cms_server.base_url)
-    context.set_default_timeout(20_000)
-
-    def only_local(route: Any) -> None:
-        if route.request.url.startswith(f"{cms_server.base_url}/"):
-            route.continue_()
-        else:
-            outside_requests.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", only_local)
-    page = context.new_page()
-    page.on("pageerror", lambda error: page_errors.append(str(error)))
-    try:
-        yield page
-    finally:
-        context.close()
 
 
 def staff_headers(server: Server) -> dict[str, str]:
