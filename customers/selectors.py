@@ -149,3 +149,20 @@ def customer_ids_erased(*, customer_ids: Iterable[int]) -> set[int]:
     return set(
         Customer.objects.filter(pk__in=ids, erased_at__isnull=False).values_list("id", flat=True)
     )
+
+
+def customer_streams(*, customer_ids: Iterable[int]) -> dict[int, list[str]]:
+    """The live streams (`customer:me` of `customers.topics`) a customer's sockets listen on:
+    their login's, and each browser linked to them by identify."""
+    from customers.topics import customer_stream_for
+
+    ids = set(customer_ids)
+    streams: dict[int, list[str]] = {customer_id: [] for customer_id in ids}
+    for customer_id, user_id in Customer.objects.filter(pk__in=ids).values_list("pk", "user_id"):
+        if user_id is not None:
+            streams[customer_id].append(customer_stream_for(user_id=user_id))
+    for customer_id, value in AnonymousId.objects.filter(customer_id__in=ids).values_list(
+        "customer_id", "value"
+    ):
+        streams[customer_id].append(customer_stream_for(anonymous_id=value))
+    return streams
