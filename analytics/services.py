@@ -1,8 +1,9 @@
 """Event ingestion (the write path) and event types.
 
 `events_accept` validates and stamps events and appends them to the buffer: no database read or
-write happens here (event types come from the cache). The drain worker (`analytics.drain`)
-turns the buffer into rows and roll-ups.
+write happens here (event types come from the cache). `event_accept_anonymous` is the same for
+one anonymous event, counting the request against the caller's budget in the call that appends
+it. The drain worker (`analytics.drain`) turns the buffer into rows and roll-ups.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from django.utils.dateparse import parse_datetime
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from analytics.buffer import BufferUnavailable, event_buffer
+from analytics.buffer import Budget, BufferUnavailable, event_buffer
 from analytics.models import Event, EventType, SubjectDailyRollup
 from analytics.selectors import event_type_catalog, event_type_catalog_forget, properties_validator
 from analytics.signals import events_ingested
@@ -54,10 +55,15 @@ class Caller:
     may_name_any_user: bool = False  # an API key with `events:write`
 
 
+ANONYMOUS = Caller()
+BUFFER_UNAVAILABLE = "Events cannot be accepted right now; retry shortly."
+
+
 @dataclass
 class AcceptResult:
     accepted: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    over_budget: bool = False  # counted over the caller's request budget: nothing was appended
 
 
 def _errors_of(raw: Any, catalog: dict, now: datetime, strict_types: bool) -> list[FieldError]:
@@ -121,14 +127,15 @@ def _errors_of(raw: Any, catalog: dict, now: datetime, strict_types: bool) -> li
 
 def _stamped(raw: dict[str, Any], caller: Caller, now: datetime) -> dict[str, Any]:
     user_id = raw.get("userId") or caller.external_id
+    received_at = now.isoformat()
     return {
         "id": raw.get("id") or uuid.uuid4().hex,
         "type": raw["type"],
         "userId": user_id,
         "anonymousId": raw.get("anonymousId") or "",
         "properties": raw.get("properties") or {},
-        "timestamp": raw.get("timestamp") or now.isoformat(),
-        "receivedAt": now.isoformat(),
+        "timestamp": raw.get("timestamp") or received_at,
+        "receivedAt": received_at,
     }
 
 
@@ -152,8 +159,11 @@ def _authorize_users(events: list[Any], caller: Caller) -> None:
             )
 
 
-def events_accept(*, events: list[Any], caller: Caller, strict_types: bool = False) -> AcceptResult:
-    """Validate, stamp and append; valid events are accepted even when others are rejected."""
+def _events_checked(
+    *, events: list[Any], caller: Caller, strict_types: bool
+) -> tuple[AcceptResult, list[dict[str, Any]]]:
+    """The rules every ingestion path applies: the batch limit, who may name users (raises),
+    each event's validation. Returns the rejections and the stamped valid events."""
     if len(events) > MAX_BATCH:
         raise ValidationError(
             f"At most {MAX_BATCH} events per batch.",
@@ -173,12 +183,51 @@ def events_accept(*, events: list[Any], caller: Caller, strict_types: bool = Fal
             result.rejected.append({"index": index, "errors": [e.as_dict() for e in errors]})
         else:
             accepted.append(_stamped(raw, caller, now))
+    return result, accepted
+
+
+def events_accept(*, events: list[Any], caller: Caller, strict_types: bool = False) -> AcceptResult:
+    """Validate, stamp and append; valid events are accepted even when others are rejected."""
+    result, accepted = _events_checked(events=events, caller=caller, strict_types=strict_types)
     if accepted:
         try:
             event_buffer().append(accepted)
         except BufferUnavailable as exc:
-            raise ServiceUnavailable("Events cannot be accepted right now; retry shortly.") from exc
+            raise ServiceUnavailable(BUFFER_UNAVAILABLE) from exc
     result.accepted = len(accepted)
+    return result
+
+
+def event_accept_anonymous(
+    *, event: Any, budget: Budget | None, strict_types: bool = False
+) -> AcceptResult:
+    """One event from an anonymous caller, counted against the caller's request budget in the
+    same buffer call that appends it (one Redis round trip in services mode).
+
+    The request is counted exactly once whatever its outcome, as DRF's throttle counts it before
+    the view runs, and a request over the budget is answered as throttled (`over_budget`) even
+    when its event is invalid: nothing is appended then. Otherwise as `events_accept` with an
+    anonymous caller: rejections in `rejected`, a `userId` raises Forbidden.
+    """
+    try:
+        result, accepted = _events_checked(
+            events=[event], caller=ANONYMOUS, strict_types=strict_types
+        )
+    except Forbidden:
+        if budget is not None and budget.increment() > budget.limit:
+            return AcceptResult(over_budget=True)
+        raise
+    if not accepted:
+        result.over_budget = budget is not None and budget.increment() > budget.limit
+        return result
+    try:
+        if budget is None:
+            event_buffer().append(accepted)
+        elif event_buffer().append_counted(accepted, budget=budget) > budget.limit:
+            return AcceptResult(over_budget=True)
+    except BufferUnavailable as exc:
+        raise ServiceUnavailable(BUFFER_UNAVAILABLE) from exc
+    result.accepted = 1
     return result
 
 

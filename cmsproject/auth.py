@@ -91,6 +91,12 @@ class CookieJWTAuthentication(JWTAuthentication):
         return None
 
 
+def request_has_credentials(request: HttpRequest) -> bool:
+    """Whether a request carries any credential (a token, an API key, the auth cookie): hot
+    anonymous paths served before DRF hand everything else to DRF's authentication."""
+    return "HTTP_AUTHORIZATION" in request.META or settings.JWT_ACCESS_COOKIE in request.COOKIES
+
+
 def request_api_key(request: Any) -> ApiKey | None:
     auth = getattr(request, "auth", None)
     return auth if isinstance(auth, ApiKey) else None

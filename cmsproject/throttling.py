@@ -6,11 +6,12 @@ API keys per key. Endpoints add their own scoped throttles (events ingestion, lo
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from cmsproject.auth import request_api_key
@@ -27,6 +28,19 @@ class CmsRateThrottle(SimpleRateThrottle):
 
     def get_rate(self) -> str:
         return settings.CMS_THROTTLE_RATES[self.scope]
+
+    def get_ident(self, request: Any) -> str:
+        """DRF's, reading the header from META: `request.headers` would copy every header of
+        the request for this one (measurable on the anonymous paths served outside DRF)."""
+        xff = request.META.get("HTTP_X_FORWARDED_FOR")
+        remote_addr = request.META.get("REMOTE_ADDR")
+        num_proxies = api_settings.NUM_PROXIES
+        if num_proxies is not None:
+            if num_proxies == 0 or xff is None:
+                return remote_addr
+            addrs = xff.split(",")
+            return addrs[-min(num_proxies, len(addrs))].strip()
+        return "".join(xff.split()) if xff else remote_addr
 
     def allow_request(self, request: Any, view: Any) -> bool:
         if self.rate is None:
@@ -76,6 +90,59 @@ class AnonThrottle(CmsRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
+@dataclass(frozen=True)
+class ThrottleWindow:
+    """The current window of one caller's fixed-window counter, for hot paths served outside DRF
+    that count a request themselves, in the same Redis round trip as their own work.
+
+    The key is the one `CmsRateThrottle.allow_request` increments for the same caller and scope,
+    so a caller's budget is one counter whichever path serves the request.
+    """
+
+    key: str  # the cache key, before the cache's prefix and version
+    limit: int  # requests allowed in the window
+    duration: int  # the window's length in seconds
+    retry_after: float  # seconds until the window ends: the wait of a request over the limit
+
+    @property
+    def redis_key(self) -> str:
+        """The key as stored in Redis (django-redis adds the prefix and version). Not validated
+        for memcached: it is made of a scope, an address and a number."""
+        return cache.make_key(self.key)
+
+    @property
+    def expiry(self) -> int:
+        """Seconds the counter lives: its window and one more (as `_increment` sets)."""
+        return self.duration + 1
+
+    def increment(self) -> int:
+        """Count one request (a cache outage counts nothing and allows, as the throttles do)."""
+        return _increment(self.key, ttl=self.duration)
+
+    def wait(self, count: int) -> float | None:
+        """Seconds to wait if `count` requests are over the limit, else None."""
+        return self.retry_after if count > self.limit else None
+
+
+def anonymous_throttle_window(
+    request: Any, throttle_class: type[AnonThrottle] = AnonThrottle
+) -> ThrottleWindow | None:
+    """The per-IP window an anonymous throttle (`AnonThrottle` or a scoped subclass such as
+    `EventsIngestThrottle`) would count this request in; None when the scope has no rate."""
+    throttle = throttle_class()
+    if throttle.rate is None:
+        return None
+    now = throttle.timer()
+    window = int(now // throttle.duration)
+    ident = throttle.cache_format % {"scope": throttle.scope, "ident": throttle.get_ident(request)}
+    return ThrottleWindow(
+        key=f"{ident}:{window}",
+        limit=throttle.num_requests,
+        duration=throttle.duration,
+        retry_after=max(1.0, (window + 1) * throttle.duration - now),
+    )
+
+
 def anonymous_throttle_then_get(request: Any, key: str) -> tuple[float | None, Any]:
     """For hot anonymous reads served outside DRF: count the request against the same per-IP
     anonymous budget as `AnonThrottle` and read one cache key, in a single Redis round trip.
@@ -83,29 +150,26 @@ def anonymous_throttle_then_get(request: Any, key: str) -> tuple[float | None, A
     Returns (seconds to wait if over the budget, else None; the cached value or None). A cache
     outage allows the request and reads nothing (the caller falls back to the database).
     """
-    throttle = AnonThrottle()
-    if throttle.rate is None:
+    window = anonymous_throttle_window(request)
+    if window is None:
         return None, cache.get(key)
-    now = time.time()
-    window = int(now // throttle.duration)
-    ident = throttle.cache_format % {"scope": throttle.scope, "ident": throttle.get_ident(request)}
-    counter = f"{ident}:{window}"
     client_of = getattr(getattr(cache, "client", None), "get_client", None)
     if client_of is not None:
         try:
             pipe = client_of(write=True).pipeline(transaction=False)
-            full_counter = cache.make_and_validate_key(counter)
+            full_counter = window.redis_key
             pipe.incr(full_counter)
-            pipe.expire(full_counter, throttle.duration + 1, nx=True)
+            pipe.expire(full_counter, window.expiry, nx=True)
             pipe.get(cache.make_and_validate_key(key))
             count, _, raw = pipe.execute()
             value = cache.client.decode(raw) if raw is not None else None
         except Exception:
             count, value = 0, None
     else:
-        count, value = _increment(counter, ttl=throttle.duration), cache.get(key)
-    if int(count) > throttle.num_requests:
-        return max(1.0, (window + 1) * throttle.duration - now), None
+        count, value = window.increment(), cache.get(key)
+    wait = window.wait(int(count))
+    if wait is not None:
+        return wait, None
     return None, value
 
 

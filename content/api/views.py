@@ -10,7 +10,6 @@ import math
 import re
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -19,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cmsproject.auth import HasApiKeyScope, StaffModelPermission
+from cmsproject.auth import HasApiKeyScope, StaffModelPermission, request_has_credentials
 from cmsproject.errors import (
     DomainError,
     FieldError,
@@ -324,10 +323,6 @@ def _entry_detail(request: Request, entry_type: EntryType, slug: str, locale: st
     )
 
 
-def _has_credentials(request: HttpRequest) -> bool:
-    return "HTTP_AUTHORIZATION" in request.META or settings.JWT_ACCESS_COOKIE in request.COOKIES
-
-
 def _anonymous_read(request: HttpRequest, type_api_id: str, slug: str) -> HttpResponse:
     locale = locale_checked(request.GET.get("locale"))
     key = content_cache.live_key(type_api_id, slug, locale)
@@ -352,7 +347,7 @@ class EntryDetailApi(EntryAccess, APIView):
         drf_view = super().as_view(**initkwargs)
 
         def entry_detail(request: HttpRequest, type_api_id: str, slug: str) -> HttpResponse:
-            if request.method in ("GET", "HEAD") and not _has_credentials(request):
+            if request.method in ("GET", "HEAD") and not request_has_credentials(request):
                 try:
                     return _anonymous_read(request, type_api_id, slug)
                 except DomainError as error:

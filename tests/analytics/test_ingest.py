@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from rest_framework.response import Response
 from rest_framework_simplejwt.tokens import AccessToken
 
 from analytics.buffer import RedisStreamBuffer
@@ -257,3 +262,171 @@ def test_a_cached_api_key_ingests_without_a_query(
 
     with django_assert_num_queries(0):
         assert post(api_client, event).status_code == 202
+
+
+# --- The anonymous single event, answered before DRF (bench/README.md) ---------------------------
+ANONYMOUS_EVENT = {"type": "page_view", "anonymousId": "a1"}
+
+
+@pytest.fixture
+def events_budget(settings):
+    """A budget of two anonymous events per IP: a day-long window, so the test never straddles
+    two windows."""
+    settings.CMS_THROTTLE_RATES = {**settings.CMS_THROTTLE_RATES, "events": "2/day"}
+
+
+def test_anonymous_event_is_answered_before_drf_without_sql(
+    api_client, events_buffer, django_assert_num_queries
+):
+    post(api_client, ANONYMOUS_EVENT)  # warms the type catalog
+
+    with django_assert_num_queries(0):
+        response = post(api_client, ANONYMOUS_EVENT)
+
+    assert response.status_code == 202
+    assert not isinstance(response, Response)  # a plain Django response: DRF never ran
+    assert response.json() == {"accepted": 1}
+    assert response["Allow"] == "POST, OPTIONS"
+    assert events_buffer.pending_count() == 2
+
+
+@contextmanager
+def redis_commands(client: Any, prefix: str) -> Iterator[list[dict[str, Any]]]:
+    """The commands Redis executes meanwhile on `client`'s database that name a key under
+    `prefix`, from MONITOR, in order (the server may be shared); those a script runs have
+    client_type "lua". Filled when the block ends."""
+    seen: list[dict[str, Any]] = []
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    sentinel = f"{prefix}:end-of-test:{uuid.uuid4().hex}"
+    with client.monitor() as monitor:
+        yield seen
+        client.exists(sentinel)
+        while sentinel not in (command := monitor.next_command())["command"]:
+            if command["db"] == db and f" {prefix}:" in command["command"]:
+                seen.append(command)
+
+
+def _names(commands: list[dict[str, Any]], *, in_script: bool) -> list[str]:
+    return [c["command"].split()[0] for c in commands if (c["client_type"] == "lua") == in_script]
+
+
+@pytest.mark.services
+def test_anonymous_event_is_one_redis_round_trip(api_client, events_buffer, settings):
+    post(api_client, ANONYMOUS_EVENT)  # warms the type catalog and loads the script
+
+    with redis_commands(events_buffer.redis, settings.CACHE_KEY_PREFIX) as commands:
+        response = post(api_client, ANONYMOUS_EVENT)
+
+    assert response.status_code == 202
+    assert _names(commands, in_script=False) == ["EVALSHA"]
+    assert _names(commands, in_script=True) == ["INCR", "EXPIRE", "XADD"]
+    assert events_buffer.pending_count() == 2
+
+
+def test_over_budget_anonymous_event_is_429_with_retry_after_and_buffers_nothing(
+    api_client, events_buffer, events_budget
+):
+    accepted = [post(api_client, ANONYMOUS_EVENT).status_code for _ in range(2)]
+
+    response = post(api_client, ANONYMOUS_EVENT)
+
+    assert accepted == [202, 202]
+    assert response.status_code == 429
+    assert response["Content-Type"] == PROBLEM
+    assert int(response["Retry-After"]) >= 1
+    assert response.json()["detail"].startswith("Request was throttled.")
+    assert events_buffer.pending_count() == 2
+
+
+def test_over_budget_invalid_event_is_429_as_drf_throttles_before_validating(
+    api_client, events_buffer, events_budget
+):
+    for _ in range(2):
+        post(api_client, ANONYMOUS_EVENT)
+
+    invalid = post(api_client, {"type": "bad type!", "anonymousId": "a1"})
+    with_user_id = post(api_client, {"type": "page_view", "userId": "someone"})
+
+    assert (invalid.status_code, with_user_id.status_code) == (429, 429)
+    assert events_buffer.pending_count() == 2
+
+
+@pytest.mark.services
+def test_over_budget_anonymous_event_is_counted_but_never_added(
+    api_client, events_buffer, events_budget, settings
+):
+    for _ in range(2):
+        post(api_client, ANONYMOUS_EVENT)
+
+    with redis_commands(events_buffer.redis, settings.CACHE_KEY_PREFIX) as commands:
+        response = post(api_client, ANONYMOUS_EVENT)
+
+    assert response.status_code == 429
+    assert _names(commands, in_script=False) == ["EVALSHA"]
+    assert _names(commands, in_script=True) == ["INCR", "EXPIRE"]
+    assert events_buffer.pending_count() == 2
+
+
+def test_invalid_anonymous_event_is_400_naming_the_path_and_buffers_nothing(
+    api_client, events_buffer
+):
+    event_type_save(
+        name="purchase",
+        schema={"type": "object", "properties": {"amount": {"type": "number"}}},
+    )
+
+    response = post(
+        api_client, {"type": "purchase", "anonymousId": "a", "properties": {"amount": "lots"}}
+    )
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == PROBLEM
+    body = response.json()
+    assert body["status"] == 400
+    assert body["errors"][0]["attr"] == "properties.amount"
+    assert body["errors"][0]["code"] == "schema"
+    assert events_buffer.pending_count() == 0
+
+
+def test_anonymous_budget_is_shared_with_the_drf_path(api_client, events_buffer, events_budget):
+    # A stale login cookie sends a request through DRF, where the caller is anonymous too.
+    through_drf = {"HTTP_COOKIE": "cms_access=expired"}
+
+    first = post(api_client, ANONYMOUS_EVENT, **through_drf)
+    second = post(api_client, ANONYMOUS_EVENT)
+    over_fast = post(api_client, ANONYMOUS_EVENT)
+    over_drf = post(api_client, ANONYMOUS_EVENT, **through_drf)
+
+    assert isinstance(first, Response) and not isinstance(second, Response)
+    assert [r.status_code for r in (first, second, over_fast, over_drf)] == [202, 202, 429, 429]
+    assert over_drf["Retry-After"] == over_fast["Retry-After"]
+    assert events_buffer.pending_count() == 2
+
+
+def test_a_body_that_is_not_json_is_415(api_client, events_buffer):
+    response = api_client.post(
+        "/api/v1/events/", "type=page_view", content_type="application/x-www-form-urlencoded"
+    )
+
+    assert response.status_code == 415
+    assert response["Content-Type"] == PROBLEM
+
+
+def test_malformed_json_is_400(api_client, events_buffer):
+    response = api_client.post("/api/v1/events/", "{nope", content_type="application/json")
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == PROBLEM
+    assert response.json()["detail"].startswith("JSON parse error")
+
+
+def test_resending_an_anonymous_event_id_stores_it_once(api_client, events_buffer, drain):
+    event = {**ANONYMOUS_EVENT, "id": "evt-1"}
+
+    responses = [post(api_client, event) for _ in range(2)]
+    drain()
+
+    from analytics.models import Event
+
+    assert [r.status_code for r in responses] == [202, 202]
+    assert list(Event.objects.values_list("id", flat=True)) == ["evt-1"]
