@@ -52,6 +52,12 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    # Windows move on without events ("no purchase in 30 days" becomes true by itself).
+    "segments-recompute-all": {
+        "task": "segmentation.tasks.segments_recompute_all_task",
+        "schedule": crontab(minute="*/15"),
+        "options": {"expires": 14 * 60},
+    },
     "subject-hourly-rollups-prune": {
         "task": "analytics.tasks.subject_hourly_rollups_prune_task",
         "schedule": crontab(hour=3, minute=47),

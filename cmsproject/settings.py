@@ -271,6 +271,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two models have a `kind`: name each enum after its model, not after a hash.
+    "ENUM_NAME_OVERRIDES": {
+        "ContentTypeKindEnum": "content.models.EntryType.Kind",
+        "SegmentKindEnum": "segmentation.models.Segment.Kind",
+    },
 }
 
 GRAPHENE = {

@@ -30,6 +30,7 @@ urlpatterns = [
     path("api/v1/", include("customers.urls")),
     path("api/v1/", include("analytics.api.urls")),
     path("api/v1/", include("content.api.urls")),
+    path("api/v1/", include("segmentation.urls")),
     path("", include("content.media_serving_urls")),
     path("graphql/", GraphQLApi.as_view(schema=schema_current), name="graphql"),
 ]

@@ -166,3 +166,25 @@ def customer_streams(*, customer_ids: Iterable[int]) -> dict[int, list[str]]:
     ):
         streams[customer_id].append(customer_stream_for(anonymous_id=value))
     return streams
+
+
+def customers_personalizable() -> QuerySet[Customer]:
+    """Customers whose data may personalize what they see (segments): not erased, and not
+    refusing `personalization` (no answer is not a refusal)."""
+    from django.db.models import Exists, OuterRef
+
+    refused = Consent.objects.filter(
+        customer_id=OuterRef("pk"), purpose=Consent.Purpose.PERSONALIZATION, granted=False
+    )
+    return Customer.objects.filter(erased_at__isnull=True).filter(~Exists(refused))
+
+
+def customers_by_email(*, emails: Iterable[str]) -> dict[str, int]:
+    """{email as given: customer id} for the emails that name a customer (case-insensitive)."""
+    wanted = {email.strip().lower(): email for email in emails if email.strip()}
+    if not wanted:
+        return {}
+    found = Customer.objects.filter(email__in=list(wanted), erased_at__isnull=True).values_list(
+        "email", "pk"
+    )
+    return {wanted[email.lower()]: pk for email, pk in found if email.lower() in wanted}

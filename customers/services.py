@@ -33,6 +33,7 @@ from customers.selectors import (
     customers_by_external_id,
     customers_holding_attribute,
 )
+from customers.signals import customer_changed
 
 
 def customers_ensure_external_ids(*, external_ids: Iterable[str]) -> dict[str, int]:
@@ -357,6 +358,7 @@ def customer_update(*, customer: Customer, data: Mapping[str, Any]) -> Customer:
             _customer_save(locked, update_fields=[*changed, "updated_at"])
         if data.get("consents"):
             _consents_upsert(locked, data["consents"])
+        _changed(locked.pk)
     return locked
 
 
@@ -384,7 +386,18 @@ def consents_set(*, customer: Customer, consents: Mapping[str, bool]) -> dict[st
     every answer on record."""
     _raise_if(_consent_errors(consents), "The consents are invalid.")
     _consents_upsert(customer, consents)
+    _changed(customer.pk)
     return dict(Consent.objects.filter(customer=customer).values_list("purpose", "granted"))
+
+
+def _changed(customer_id: int, anonymous_ids: list[str] | None = None) -> None:
+    """Tell listeners (segmentation) once the change commits."""
+    transaction.on_commit(
+        lambda: customer_changed.send(
+            sender=Customer, customer_id=customer_id, anonymous_ids=anonymous_ids or []
+        ),
+        robust=True,
+    )
 
 
 def _consents_upsert(customer: Customer, consents: Mapping[str, bool]) -> None:
@@ -629,4 +642,5 @@ def customer_identify(
         if update:
             customer = customer_update(customer=customer, data=update)
         moved = events_link_anonymous(anonymous_id=anonymous_id, customer_id=customer_id)
+        _changed(customer_id, [anonymous_id])
     return customer, moved

@@ -6,14 +6,15 @@ import hashlib
 from collections.abc import Iterable
 
 from django.core.cache import cache
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from segmentation.models import Segment, SegmentMembership
 
 
 def segment_keys_unknown(keys: Iterable[str]) -> list[str]:
-    """The keys among `keys` that name no segment. With no segments defined yet, none is unknown:
-    content can target a segment before a marketer has built it."""
+    """The keys among `keys` that content may not target. None: content may target a segment
+    before a marketer has built it (the block then shows its default to everyone), and a
+    segment's deletion must not make every entry that targets it unsaveable."""
     return []
 
 
@@ -72,3 +73,62 @@ def subject_segment_keys(*, subject: str) -> list[str]:
 
 def subject_segments_forget(*, subject: str) -> None:
     cache.delete(_subject_segments_cache_key(subject))
+
+
+# --- For the evaluators (issue 5) ----------------------------------------------------------------
+def segments_by_key(*, keys: Iterable[str]) -> dict[str, Segment]:
+    """{key: segment} for the keys that name one (key, kind and rules only)."""
+    wanted = set(keys)
+    if not wanted:
+        return {}
+    return {
+        segment.key: segment
+        for segment in Segment.objects.filter(key__in=wanted).only("id", "key", "kind", "rules")
+    }
+
+
+def subject_static_segment_keys(*, subject: str) -> set[str]:
+    """The static segments a subject (`c:<id>` or `a:<anonymous id>`) is in now. A customer is
+    matched by `customer_id`, as the SQL twin (`segment_customer_is_member`) does."""
+    kind, _, ident = subject.partition(":")
+    theirs = Q(customer_id=int(ident)) if kind == "c" else Q(subject=subject)
+    return set(
+        SegmentMembership.objects.filter(
+            theirs, exited_at__isnull=True, segment__kind=Segment.Kind.STATIC
+        ).values_list("segment__key", flat=True)
+    )
+
+
+def segment_customer_is_member(*, segment_id: int) -> Exists:
+    """Whether the outer query's customer (OuterRef("pk")) is in the segment now, as a
+    correlated EXISTS."""
+    return Exists(
+        SegmentMembership.objects.filter(
+            segment_id=segment_id, customer_id=OuterRef("pk"), exited_at__isnull=True
+        )
+    )
+
+
+# --- Preview of rules not saved yet (the REST preview and the admin's rule editor) ---------------
+# (block added by the rule editor, issue 5 item 5; `segmentation.api.SegmentPreviewApi` may call it)
+PREVIEW_SAMPLE_SIZE = 10
+
+
+def segment_preview(
+    *, rules: object, segment_key: str | None = None, sample_size: int = PREVIEW_SAMPLE_SIZE
+) -> dict[str, object]:
+    """How many customers match `rules` now, and the newest few of them. Invalid rules raise
+    `ValidationError` naming each path; `segment_key` (the segment being edited) lets a
+    reference back to itself be caught as the cycle it would be once saved."""
+    from django.utils import timezone
+
+    from segmentation.compiler import customers_matching
+    from segmentation.criteria import criteria_clean
+
+    cleaned = criteria_clean(rules, segment_key=segment_key)
+    matching = customers_matching(rules=cleaned, now=timezone.now())
+    sample = matching.order_by("-pk").values("id", "email", "name", "loyalty_tier")
+    return {"count": matching.count(), "sample": list(sample[:sample_size])}
+
+
+# --- End of the preview block --------------------------------------------------------------------

@@ -16,6 +16,8 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from analytics import buffer as buffer_module
+from analytics.buffer import RedisStreamBuffer, event_buffer, event_buffer_reset
 from tests.factories import UserFactory
 
 SERVICES_MODE = bool(os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
@@ -98,3 +100,29 @@ def staff_client(superuser) -> APIClient:
     client = APIClient()
     client.force_authenticate(superuser)
     return client
+
+
+# --- The event pipeline, for any app's tests that need events stored the real way -------------
+@pytest.fixture
+def events_buffer(settings, tmp_path):
+    """The mode's real buffer, emptied: a file in a temp dir, or the test-prefixed Redis stream."""
+    settings.VAR_DIR = tmp_path
+    event_buffer_reset()
+    buffer = event_buffer()
+    if isinstance(buffer, RedisStreamBuffer):
+        buffer.redis.delete(buffer.stream)
+        buffer._group_ready = False
+    yield buffer
+    if isinstance(buffer, RedisStreamBuffer):
+        buffer.redis.delete(buffer.stream)
+    event_buffer_reset()
+
+
+@pytest.fixture
+def drain(events_buffer):
+    from analytics.drain import drain_until_empty
+
+    def run() -> object:
+        return drain_until_empty(buffer=buffer_module.event_buffer(), max_seconds=30)
+
+    return run
