@@ -57,3 +57,42 @@ def test_the_open_page_shows_a_publish_live_and_buys_through_the_backend(
     expect(page.locator("#spent")).to_have_text("$79")
     assert outside_requests == []
     assert page_errors == []
+
+
+def test_headline_purchases_over_500_swap_the_hero_to_vip_live(
+    page: Any, cms_server: Server, outside_requests: list[str], page_errors: list[str]
+) -> None:
+    """DESIGN.md's headline scenario against the running product (services pass: gunicorn,
+    uvicorn, a Celery worker and beat, PostgreSQL and Redis; embedded pass: one process)."""
+    import time
+
+    from playwright.sync_api import expect
+
+    with staff_client(cms_server) as staff:
+        hero = staff.get("/api/v1/content/page/home/").json()["zones"]["body"][0]
+    default_text = hero["data"]["heading"]
+    vip_text = hero["variants"][0]["data"]["heading"]
+
+    # Given a new visitor on the storefront, seeing the default hero
+    page.goto("/")
+    heading = page.get_by_test_id("hero-heading")
+    expect(heading).to_have_text(default_text)
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    page.evaluate("window.__sameDocument = true")
+
+    # When their purchases pass $500 (a $129 scarf, then a $520 coat)
+    page.locator("button[data-product='silk-scarf']").click()
+    expect(page.locator("#spent")).to_have_text("$129")
+    page.locator("button[data-product='wool-coat']").click()
+    expect(page.locator("#spent")).to_have_text("$649")
+    bought = time.monotonic()
+
+    # Then the hero swaps to the VIP variant without a reload
+    expect(heading).to_have_text(vip_text, timeout=10_000)
+    elapsed = time.monotonic() - bought
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.locator("#page").get_attribute("data-segments") == "vip"
+    print(f"\nheadline: purchase to VIP hero in {elapsed:.2f}s ({cms_server.mode})")
+    assert elapsed < 4.0, f"the VIP hero took {elapsed:.2f}s"
+    assert outside_requests == []
+    assert page_errors == []
