@@ -22,10 +22,16 @@ from content.schema import Definitions
 from content.selectors import entry_types_list
 from content.services import definitions_current
 from customers.graphql import CustomerQueries
+from segmentation.graphql import SegmentationQueries
 
 
 class Query(
-    AnalyticsQueries, ContentQueries, CustomerQueries, PlatformQueries, graphene.ObjectType
+    AnalyticsQueries,
+    ContentQueries,
+    CustomerQueries,
+    SegmentationQueries,
+    PlatformQueries,
+    graphene.ObjectType,
 ):
     pass
 

@@ -21,7 +21,7 @@ from django.db.models import Q
 
 from cmsproject.realtime import publish
 from content.webhooks import webhooks_dispatch
-from customers.selectors import customer_streams
+from customers.selectors import customer_ids_refusing, customer_streams
 from customers.topics import customer_stream_for
 from segmentation.models import Segment, SegmentMembership
 from segmentation.selectors import subject_segments_forget
@@ -116,9 +116,14 @@ def _announce(changes: Mapping[str, SubjectChange], *, now: datetime) -> None:
     )
     customers = {customer_id_of(subject) for subject in subjects} - {None}
     streams = customer_streams(customer_ids=customers)  # type: ignore[arg-type]
+    # A customer who refused personalization leaves every segment, silently: nothing about
+    # their segments reaches their screens or other systems.
+    silent = customer_ids_refusing(customer_ids=customers, purpose="personalization")  # type: ignore[arg-type]
     current = _current_keys(subjects)
     for subject, change in changes.items():
         customer_id = customer_id_of(subject)
+        if customer_id in silent:
+            continue
         message = {
             "entered": sorted(change.entered),
             "exited": sorted(change.exited),

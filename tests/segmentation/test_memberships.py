@@ -147,3 +147,21 @@ def test_the_subjects_own_sockets_hear_segments_changed(segments):
     assert message["type"] == "segments.changed"
     assert data == {"entered": ["vip"], "exited": [], "segments": ["vip"]}
     assert stranger_heard_nothing
+
+
+def test_a_customer_who_refused_personalization_leaves_silently(segments):
+    from customers.models import Consent
+
+    customer = CustomerFactory()
+    webhook_endpoint_create(
+        url="https://hooks.example.com/", events=["segment.exited"], secret="y" * 20
+    )
+    now = timezone.now()
+    subject = f"c:{customer.pk}"
+    subject_memberships_set(subject=subject, keys={"vip"}, segments=segments, now=now)
+    Consent.objects.create(customer=customer, purpose="personalization", granted=False)
+
+    change = subject_memberships_set(subject=subject, keys=set(), segments=segments, now=now)
+
+    assert change.exited == {"vip"}  # the stay is closed...
+    assert not WebhookDelivery.objects.filter(event="segment.exited").exists()  # ...silently

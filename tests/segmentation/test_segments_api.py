@@ -168,3 +168,28 @@ def test_purchases_drained_move_a_browser_into_vip_and_delivery_shows_it(
     # Then the browser is in VIP, with the stay recorded
     stay = SegmentMembership.objects.get()
     assert (stay.subject, stay.segment.key, stay.exited_at) == ("a:shopper-1", "vip", None)
+
+
+def test_withdrawing_personalization_consent_ends_every_stay(purchase_type):
+    from customers.services import consents_set
+
+    customer = CustomerFactory(loyalty_tier="gold")
+    segment = Segment.objects.create(
+        key="gold", name="Gold", rules={"attribute": "loyalty_tier", "op": "eq", "value": "gold"}
+    )
+    segment_recompute(segment_id=segment.pk)
+    assert SegmentMembership.objects.filter(exited_at__isnull=True).count() == 1
+
+    consents_set(customer=customer, consents={"personalization": False})
+
+    assert not SegmentMembership.objects.filter(exited_at__isnull=True).exists()
+
+
+def test_graphql_segments_for_staff_only(staff_client, api_client, purchase_type):
+    Segment.objects.create(key="vip", name="VIP", rules=VIP_RULES)
+    query = {"query": "{ segments { key name kind memberCount rules } }"}
+    data = staff_client.post("/graphql/", query, format="json").json()["data"]
+    assert data["segments"][0]["key"] == "vip"
+    assert data["segments"][0]["rules"]["op"] == "gt"
+    refused = api_client.post("/graphql/", query, format="json").json()
+    assert refused["errors"][0]["extensions"]["code"] == "forbidden"
