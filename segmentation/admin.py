@@ -297,6 +297,19 @@ class SegmentAdmin(ServiceDeleteMixin, admin.ModelAdmin):
     list_filter = ["kind"]
     search_fields = ["key", "name"]
     change_form_template = "admin/segmentation/segment/change_form.html"
+    actions = ["recompute_now"]
+
+    @admin.action(description="Recompute the selected segments now", permissions=["change"])
+    def recompute_now(self, request: HttpRequest, queryset: Any) -> None:
+        from cmsproject.celery import enqueue_on_commit
+        from segmentation.tasks import segment_recompute_task
+
+        dynamic = list(queryset.filter(kind=Segment.Kind.DYNAMIC).values_list("pk", flat=True))
+        for segment_id in dynamic:
+            enqueue_on_commit(segment_recompute_task, segment_id)
+        self.message_user(
+            request, f"Recomputing {len(dynamic)} dynamic segment(s); static ones are unchanged."
+        )
 
     def get_fieldsets(self, request: HttpRequest, obj: Segment | None = None) -> list[Any]:
         editable = obj is None or self.has_change_permission(request, obj)

@@ -348,3 +348,22 @@ def test_a_segment_others_refer_to_is_protected_from_deletion(admin_client, cata
 
     admin_client.post(url, {"post": "yes"})
     assert Segment.objects.filter(key="churned").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_recompute_action_evaluates_the_selected_segments(client, superuser):
+    from segmentation.models import Segment, SegmentMembership
+    from tests.factories import CustomerFactory
+
+    gold = CustomerFactory(loyalty_tier="gold")
+    segment = Segment.objects.create(
+        key="gold", name="Gold", rules={"attribute": "loyalty_tier", "op": "eq", "value": "gold"}
+    )
+    client.force_login(superuser)
+    response = client.post(
+        "/admin/segmentation/segment/",
+        {"action": "recompute_now", "_selected_action": [segment.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert SegmentMembership.objects.get(exited_at__isnull=True).customer_id == gold.pk
