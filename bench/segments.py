@@ -253,6 +253,8 @@ def one_socket_trip(base: str, ws_base: str, anonymous_id: str, timeout: float) 
 
 
 def bench_socket(env: dict[str, str], tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from websockets.exceptions import WebSocketException
+
     port = free_port_pair()
     run_env = {**env, "WS_PORT": str(port + 1), "CMS_STATIC_ROOT": str(tmp / "static")}
     log = tmp / "run.log"
@@ -279,7 +281,7 @@ def bench_socket(env: dict[str, str], tmp: Path, args: argparse.Namespace) -> di
             anonymous_id = f"bench-sock-{secrets.token_hex(4)}-{n}"
             try:
                 seconds = one_socket_trip(base, ws_base, anonymous_id, args.socket_timeout)
-            except (RuntimeError, TimeoutError, OSError) as exc:
+            except (RuntimeError, TimeoutError, OSError, WebSocketException) as exc:
                 failures.append(f"{anonymous_id}: {exc}")
                 print(f"[socket] {n + 1}: FAILED {exc}", flush=True)
                 continue

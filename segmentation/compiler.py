@@ -37,12 +37,11 @@ from segmentation.criteria import (
     CORE_ATTRIBUTES,
     MAX_REFERENCE_DEPTH,
     ORDERING_OPS,
-    criteria_segment_refs,
     datetime_value,
     event_aggregate_of,
 )
 from segmentation.models import Segment
-from segmentation.selectors import segment_customer_is_member, segments_by_key
+from segmentation.selectors import segment_customer_is_member, segments_referenced
 
 SQL_OPS = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 ALWAYS_VALUED = frozenset({"count", "sum", "distinct"})  # 0 without events, never NULL
@@ -139,19 +138,7 @@ class _Compiler:
 
     def load_references(self, *trees: dict[str, Any]) -> None:
         """The segments the rules refer to, level by level (one query per level)."""
-        frontier = {ref for tree in trees for ref in criteria_segment_refs(tree)}
-        for _ in range(MAX_REFERENCE_DEPTH):
-            frontier -= self.segments.keys()
-            if not frontier:
-                return
-            loaded = segments_by_key(keys=frontier)
-            self.segments.update(loaded)
-            frontier = {
-                ref
-                for segment in loaded.values()
-                if segment.kind == Segment.Kind.DYNAMIC
-                for ref in criteria_segment_refs(segment.rules)
-            }
+        self.segments = segments_referenced(*trees, known=self.segments)
 
     def condition(self, node: dict[str, Any], *, level: int, trail: tuple[str, ...]) -> Sql:
         if "all" in node:

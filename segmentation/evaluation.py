@@ -26,13 +26,12 @@ from segmentation.criteria import (
     BLANK_IS_MISSING,
     CORE_ATTRIBUTES,
     MAX_REFERENCE_DEPTH,
-    criteria_segment_refs,
     criteria_walk,
     datetime_value,
     event_aggregate_of,
 )
 from segmentation.models import Segment
-from segmentation.selectors import segments_by_key, subject_static_segment_keys
+from segmentation.selectors import segments_referenced, subject_static_segment_keys
 
 COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": operator.eq,
@@ -125,19 +124,7 @@ class _Facts:
 
     def _load_references(self, trees: list[dict[str, Any]]) -> None:
         """The segments the rules refer to, level by level: one query per level."""
-        frontier = {ref for tree in trees for ref in criteria_segment_refs(tree)}
-        for _ in range(MAX_REFERENCE_DEPTH):
-            frontier -= self.segments.keys()
-            if not frontier:
-                return
-            loaded = segments_by_key(keys=frontier)
-            self.segments.update(loaded)
-            frontier = {
-                ref
-                for segment in loaded.values()
-                if segment.kind == Segment.Kind.DYNAMIC
-                for ref in criteria_segment_refs(segment.rules)
-            }
+        self.segments = segments_referenced(*trees, known=self.segments)
 
     # Evaluation ----------------------------------------------------------------------------------
     def holds(self, node: dict[str, Any], *, level: int, trail: tuple[str, ...]) -> bool:

@@ -87,6 +87,31 @@ def segments_by_key(*, keys: Iterable[str]) -> dict[str, Segment]:
     }
 
 
+def segments_referenced(
+    *trees: dict, known: dict[str, Segment] | None = None
+) -> dict[str, Segment]:
+    """Every segment `trees` refer to, directly or through other dynamic segments, level by
+    level (one query per level, at most MAX_REFERENCE_DEPTH levels). `known` ones are not read
+    again. Returns `known` plus what was found."""
+    from segmentation.criteria import MAX_REFERENCE_DEPTH, criteria_segment_refs
+
+    found = dict(known or {})
+    frontier = {ref for tree in trees for ref in criteria_segment_refs(tree)}
+    for _ in range(MAX_REFERENCE_DEPTH):
+        frontier -= found.keys()
+        if not frontier:
+            break
+        loaded = segments_by_key(keys=frontier)
+        found.update(loaded)
+        frontier = {
+            ref
+            for segment in loaded.values()
+            if segment.kind == Segment.Kind.DYNAMIC
+            for ref in criteria_segment_refs(segment.rules)
+        }
+    return found
+
+
 def subject_static_segment_keys(*, subject: str) -> set[str]:
     """The static segments a subject (`c:<id>` or `a:<anonymous id>`) is in now. A customer is
     matched by `customer_id`, as the SQL twin (`segment_customer_is_member`) does."""

@@ -19,45 +19,12 @@ import pytest
 
 from tests.e2e.conftest import Server
 from tests.e2e.test_zone_editor_browser import log_in, staff_headers
+from tests.segmentation.conftest import API_EXAMPLE
 
 # The server fixture (`cms_server`) picks the mode of the pass, so this runs in both.
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 COUNT = re.compile(r"^\d[\d,]* customers? match(es)?$")
-API_EXAMPLE = {
-    "all": [
-        {"attribute": "loyalty_tier", "op": "in", "value": ["gold", "platinum"]},
-        {
-            "event": "purchase",
-            "aggregate": "sum",
-            "property": "amount",
-            "within_days": 90,
-            "op": "gt",
-            "value": 500,
-        },
-        {
-            "event": "product_view",
-            "aggregate": "distinct",
-            "property": "category",
-            "within_days": 7,
-            "op": "gte",
-            "value": 3,
-        },
-        {
-            "event": "cart_abandoned",
-            "aggregate": "count",
-            "within_days": 1,
-            "op": "gte",
-            "value": 1,
-        },
-        {
-            "any": [
-                {"attribute": "attributes.newsletter", "op": "eq", "value": True},
-                {"not": {"segment": "churned"}},
-            ]
-        },
-    ]
-}
 
 
 def stored_rules(server: Server, key: str) -> Any:

@@ -201,3 +201,40 @@ def world(catalog) -> World:
         ]
     )
     return w
+
+
+# API.md's example rule, word for word (criteria tests and the rule editor's browser test).
+API_EXAMPLE = {
+    "all": [
+        {"attribute": "loyalty_tier", "op": "in", "value": ["gold", "platinum"]},
+        {
+            "event": "purchase",
+            "aggregate": "sum",
+            "property": "amount",
+            "within_days": 90,
+            "op": "gt",
+            "value": 500,
+        },
+        {
+            "event": "product_view",
+            "aggregate": "distinct",
+            "property": "category",
+            "within_days": 7,
+            "op": "gte",
+            "value": 3,
+        },
+        {
+            "event": "cart_abandoned",
+            "aggregate": "count",
+            "within_days": 1,
+            "op": "gte",
+            "value": 1,
+        },
+        {
+            "any": [
+                {"attribute": "attributes.newsletter", "op": "eq", "value": True},
+                {"not": {"segment": "churned"}},
+            ]
+        },
+    ]
+}

@@ -20,43 +20,9 @@ from segmentation.criteria import (
     criteria_segment_refs,
 )
 from segmentation.models import Segment
+from tests.segmentation.conftest import API_EXAMPLE
 
 pytestmark = pytest.mark.django_db
-
-API_EXAMPLE = {
-    "all": [
-        {"attribute": "loyalty_tier", "op": "in", "value": ["gold", "platinum"]},
-        {
-            "event": "purchase",
-            "aggregate": "sum",
-            "property": "amount",
-            "within_days": 90,
-            "op": "gt",
-            "value": 500,
-        },
-        {
-            "event": "product_view",
-            "aggregate": "distinct",
-            "property": "category",
-            "within_days": 7,
-            "op": "gte",
-            "value": 3,
-        },
-        {
-            "event": "cart_abandoned",
-            "aggregate": "count",
-            "within_days": 1,
-            "op": "gte",
-            "value": 1,
-        },
-        {
-            "any": [
-                {"attribute": "attributes.newsletter", "op": "eq", "value": True},
-                {"not": {"segment": "churned"}},
-            ]
-        },
-    ]
-}
 
 
 def errors_of(rules, **kwargs) -> list[tuple[str, str]]:
