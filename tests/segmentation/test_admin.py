@@ -350,6 +350,7 @@ def test_a_segment_others_refer_to_is_protected_from_deletion(admin_client, cata
     assert Segment.objects.filter(key="churned").exists()
 
 
+@pytest.mark.embedded  # tasks run in-process here; in services mode a worker would take it
 @pytest.mark.django_db(transaction=True)
 def test_the_recompute_action_evaluates_the_selected_segments(client, superuser):
     from segmentation.models import Segment, SegmentMembership
