@@ -91,7 +91,8 @@ def test_headline_purchases_over_500_swap_the_hero_to_vip_live(
     expect(heading).to_have_text(vip_text, timeout=10_000)
     elapsed = time.monotonic() - bought
     assert page.evaluate("window.__sameDocument") is True
-    assert page.locator("#page").get_attribute("data-segments") == "vip"
+    # (other tests on this shared server may have built segments this visitor is in too)
+    assert "vip" in (page.locator("#page").get_attribute("data-segments") or "").split()
     print(f"\nheadline: purchase to VIP hero in {elapsed:.2f}s ({cms_server.mode})")
     assert elapsed < 4.0, f"the VIP hero took {elapsed:.2f}s"
     assert outside_requests == []
