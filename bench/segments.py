@@ -277,7 +277,11 @@ def bench_socket(env: dict[str, str], tmp: Path, args: argparse.Namespace) -> di
         base, ws_base = f"http://{floor.HOST}:{port}", f"ws://{floor.HOST}:{port + 1}"
         floor.wait_ready(base + floor.VIEWS["django"], proc, log)
         time.sleep(args.socket_settle)  # worker and beat up; the demo's recompute tasks done
+        rng = random.Random(args.seed)
         for n in range(args.socket_trips):
+            # Back to back, each trip would start right after the drain that ended the previous
+            # one and always wait a whole beat period: a random pause samples every phase.
+            time.sleep(rng.uniform(0, args.drain_period))
             anonymous_id = f"bench-sock-{secrets.token_hex(4)}-{n}"
             try:
                 seconds = one_socket_trip(base, ws_base, anonymous_id, args.socket_timeout)
@@ -393,7 +397,9 @@ def bench_incremental(args: argparse.Namespace) -> dict[str, Any]:
     from customers.models import Customer
     from segmentation.services import subjects_reevaluate
 
-    ids = list(Customer.objects.filter(external_id__startswith="bench-").values_list("pk", flat=True))
+    ids = list(
+        Customer.objects.filter(external_id__startswith="bench-").values_list("pk", flat=True)
+    )
     rng = random.Random(args.seed + 1)
     sample = rng.sample(ids, min(args.incremental_samples, len(ids)))
     subjects_reevaluate(subjects=[f"c:{sample[0]}"])  # first call pays imports and caches
@@ -435,7 +441,8 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> bool:
         mean = 1000.0 * args.connections / deliver.rps if deliver.rps else float("inf")
         errors = deliver.non_2xx + deliver.socket_errors
         lines += [
-            ("delivery / django req/s", f"{ratio:.2f}", f">= {TARGET_RATIO}", ratio >= TARGET_RATIO),
+            ("delivery / django req/s", f"{ratio:.2f}", f">= {TARGET_RATIO}",
+             ratio >= TARGET_RATIO),
             ("delivery p95", f"{deliver.p95_ms:.1f} ms", f"< {TARGET_P95_MS:.0f} ms",
              deliver.p95_ms < TARGET_P95_MS),
             ("delivery mean (32 / req/s)", f"{mean:.1f} ms", f"< {TARGET_MEAN_MS:.0f} ms",
@@ -493,6 +500,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--socket-trips", type=int, default=20)
     parser.add_argument("--socket-timeout", type=float, default=15.0)
     parser.add_argument("--socket-settle", type=float, default=5.0)
+    parser.add_argument(
+        "--drain-period", type=float, default=2.0, help="beat's drain period: random pause range"
+    )
     parser.add_argument("--redis-db", type=int, default=11, help="must be empty; flushed at end")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-socket", action="store_true")
