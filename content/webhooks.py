@@ -261,17 +261,33 @@ def _json_safe(payload: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
 
 
-def webhooks_dispatch(*, event: str, payload: Mapping[str, Any], key: str) -> None:
-    """Announce `event` to every active endpoint subscribed to it. Call it inside the transaction
-    of the change: deliveries are written there and sent after commit. `key` identifies the
-    occurrence (e.g. `entry:42:published:rev7`): dispatching the same key again sends nothing."""
+def webhook_endpoints_for(*, event: str) -> list[WebhookEndpoint]:
+    """The active endpoints subscribed to `event` (one query): a caller announcing many
+    occurrences at once reads them once and passes them to `webhooks_dispatch`."""
     if event not in _events:
         raise ValueError(f"{event!r} is not a registered webhook event.")
-    endpoints = [
+    return [
         endpoint
         for endpoint in WebhookEndpoint.objects.filter(is_active=True).only("pk", "events")
         if event in endpoint.events  # in Python: SQLite has no JSON containment lookup
     ]
+
+
+def webhooks_dispatch(
+    *,
+    event: str,
+    payload: Mapping[str, Any],
+    key: str,
+    endpoints: list[WebhookEndpoint] | None = None,
+) -> None:
+    """Announce `event` to every active endpoint subscribed to it. Call it inside the transaction
+    of the change: deliveries are written there and sent after commit. `key` identifies the
+    occurrence (e.g. `entry:42:published:rev7`): dispatching the same key again sends nothing.
+    `endpoints`: what `webhook_endpoints_for(event=)` returned, when announcing many at once."""
+    if endpoints is None:
+        endpoints = webhook_endpoints_for(event=event)
+    if not endpoints:
+        return
     _deliveries_create(endpoints=endpoints, event=event, payload=_json_safe(payload), key=key)
 
 

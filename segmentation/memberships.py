@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from cmsproject.realtime import publish
-from content.webhooks import webhooks_dispatch
+from content.webhooks import webhook_endpoints_for, webhooks_dispatch
 from customers.selectors import customer_ids_refusing, customer_streams
 from customers.topics import customer_stream_for
 from segmentation.models import Segment, SegmentMembership
@@ -120,6 +120,10 @@ def _announce(changes: Mapping[str, SubjectChange], *, now: datetime) -> None:
     # their segments reaches their screens or other systems.
     silent = customer_ids_refusing(customer_ids=customers, purpose="personalization")  # type: ignore[arg-type]
     current = _current_keys(subjects)
+    # Read once for the whole batch: a bulk recompute announces thousands of changes.
+    endpoints = {
+        event: webhook_endpoints_for(event=event) for event in ("segment.entered", "segment.exited")
+    }
     for subject, change in changes.items():
         customer_id = customer_id_of(subject)
         if customer_id in silent:
@@ -136,6 +140,8 @@ def _announce(changes: Mapping[str, SubjectChange], *, now: datetime) -> None:
         for stream in targets:
             publish(stream, "segments.changed", message)
         for event, keys in (("segment.entered", change.entered), ("segment.exited", change.exited)):
+            if not endpoints[event]:
+                continue
             for key in sorted(keys):
                 webhooks_dispatch(
                     event=event,
@@ -146,6 +152,7 @@ def _announce(changes: Mapping[str, SubjectChange], *, now: datetime) -> None:
                         "at": now.isoformat(),
                     },
                     key=f"{event}:{key}:{subject}:{now.isoformat()}",
+                    endpoints=endpoints[event],
                 )
 
 
