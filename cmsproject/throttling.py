@@ -150,9 +150,17 @@ def anonymous_throttle_then_get(request: Any, key: str) -> tuple[float | None, A
     Returns (seconds to wait if over the budget, else None; the cached value or None). A cache
     outage allows the request and reads nothing (the caller falls back to the database).
     """
+    wait, values = anonymous_throttle_then_get_many(request, [key])
+    return wait, values[0]
+
+
+def anonymous_throttle_then_get_many(
+    request: Any, keys: list[str]
+) -> tuple[float | None, list[Any]]:
+    """`anonymous_throttle_then_get` for several keys, still one round trip."""
     window = anonymous_throttle_window(request)
     if window is None:
-        return None, cache.get(key)
+        return None, [cache.get(key) for key in keys]
     client_of = getattr(getattr(cache, "client", None), "get_client", None)
     if client_of is not None:
         try:
@@ -160,17 +168,18 @@ def anonymous_throttle_then_get(request: Any, key: str) -> tuple[float | None, A
             full_counter = window.redis_key
             pipe.incr(full_counter)
             pipe.expire(full_counter, window.expiry, nx=True)
-            pipe.get(cache.make_and_validate_key(key))
-            count, _, raw = pipe.execute()
-            value = cache.client.decode(raw) if raw is not None else None
+            for key in keys:
+                pipe.get(cache.make_and_validate_key(key))
+            count, _, *raw = pipe.execute()
+            values = [cache.client.decode(item) if item is not None else None for item in raw]
         except Exception:
-            count, value = 0, None
+            count, values = 0, [None] * len(keys)
     else:
-        count, value = window.increment(), cache.get(key)
+        count, values = window.increment(), [cache.get(key) for key in keys]
     wait = window.wait(int(count))
     if wait is not None:
-        return wait, None
-    return None, value
+        return wait, [None] * len(keys)
+    return None, values
 
 
 class UserThrottle(CmsRateThrottle):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +18,13 @@ from cmsproject.errors import NotFound
 from content.cache import CachedResponse
 from content.resolution import zones_resolve
 from content.selectors import live_response_cached
-from customers.selectors import customer_for_user, customer_ids_refusing, customers_by_anonymous_id
-from segmentation.selectors import subject_segment_keys
+from customers.selectors import (
+    anonymous_link_cache_key,
+    anonymous_link_customer,
+    customer_for_user,
+    customer_ids_refusing,
+)
+from segmentation.selectors import subject_segment_keys, subject_segments_cache_key
 
 PERSONALIZATION = "personalization"
 MAX_ANONYMOUS_ID_LENGTH = 128
@@ -44,14 +50,36 @@ class Delivery:
         return '"' + hashlib.blake2b(encoded, digest_size=12).hexdigest() + '"'
 
 
-def audience_for(*, user: Any, anonymous_id: str | None) -> Audience:
+def anonymous_id_clean(raw: str | None) -> str | None:
+    return (raw or "").strip()[:MAX_ANONYMOUS_ID_LENGTH] or None
+
+
+def audience_prefetch_keys(anonymous_id: str | None) -> list[str]:
+    """Cache keys an anonymous caller's audience reads, for a caller that fetches them in its
+    own round trip: the browser's link to a customer, and the browser's own segments."""
+    if not anonymous_id:
+        return []
+    return [
+        anonymous_link_cache_key(anonymous_id),
+        subject_segments_cache_key(f"a:{anonymous_id}"),
+    ]
+
+
+def audience_for(
+    *, user: Any, anonymous_id: str | None, prefetched: Mapping[str, Any] | None = None
+) -> Audience:
     """The caller's subject and segments. A customer token wins over an anonymous id; an
-    anonymous id linked to a customer by `identify` is that customer."""
-    customer = customer_for_user(user=user)
+    anonymous id linked to a customer by `identify` is that customer. `prefetched`: values of
+    `audience_prefetch_keys` the caller already read (None where the cache had nothing)."""
+    prefetched = prefetched or {}
+    customer = customer_for_user(user=user) if user is not None else None
     customer_id = customer.pk if customer is not None else None
-    anonymous_id = (anonymous_id or "").strip()[:MAX_ANONYMOUS_ID_LENGTH] or None
+    anonymous_id = anonymous_id_clean(anonymous_id)
     if customer_id is None and anonymous_id:
-        customer_id = customers_by_anonymous_id(values=[anonymous_id]).get(anonymous_id)
+        customer_id = anonymous_link_customer(
+            anonymous_id=anonymous_id,
+            prefetched=prefetched.get(anonymous_link_cache_key(anonymous_id)),
+        )
     if customer_id is not None:
         if customer_ids_refusing(customer_ids=[customer_id], purpose=PERSONALIZATION):
             return Audience(subject=f"c:{customer_id}", customer_id=customer_id, personalized=False)
@@ -60,16 +88,24 @@ def audience_for(*, user: Any, anonymous_id: str | None) -> Audience:
         subject = f"a:{anonymous_id}"
     else:
         return Audience()
-    return Audience(
-        subject=subject,
-        customer_id=customer_id,
-        segments=tuple(subject_segment_keys(subject=subject)),
+    segments = subject_segment_keys(
+        subject=subject, prefetched=prefetched.get(subject_segments_cache_key(subject))
     )
+    return Audience(subject=subject, customer_id=customer_id, segments=tuple(segments))
 
 
-def entry_deliver(*, api_id: str, slug: str, locale: str, audience: Audience) -> Delivery:
-    """The published entry with every block resolved for `audience` (from the content cache)."""
-    cached: CachedResponse = live_response_cached(api_id=api_id, slug=slug, locale=locale)
+def entry_deliver(
+    *,
+    api_id: str,
+    slug: str,
+    locale: str,
+    audience: Audience,
+    cached: CachedResponse | None = None,
+) -> Delivery:
+    """The published entry with every block resolved for `audience` (from the content cache;
+    `cached`: the caller already read it)."""
+    if cached is None:
+        cached = live_response_cached(api_id=api_id, slug=slug, locale=locale)
     if cached.status == 404:
         raise NotFound("No published entry here.")
     live = json.loads(cached.body)

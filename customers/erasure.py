@@ -18,6 +18,7 @@ from analytics.privacy import events_anonymize_customer
 from cmsproject.audit import audit_record
 from cmsproject.errors import NotFound
 from customers.models import AnonymousId, Consent, Customer
+from customers.selectors import anonymous_link_forget
 
 
 def customer_erase(*, customer: Customer, actor: Any, request: HttpRequest | None = None) -> None:
@@ -43,6 +44,7 @@ def customer_erase(*, customer: Customer, actor: Any, request: HttpRequest | Non
         anonymized = events_anonymize_customer(customer_id=locked.pk, anonymous_ids=anonymous_ids)
         Consent.objects.filter(customer=locked).delete()
         AnonymousId.objects.filter(customer=locked).delete()
+        transaction.on_commit(lambda: anonymous_link_forget(anonymous_ids=anonymous_ids))
         login_disabled = _login_disable(locked.user) if locked.user_id else False
 
         locked.email = ""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import QuerySet
 
 from cmsproject.errors import NotFound
@@ -188,3 +190,27 @@ def customers_by_email(*, emails: Iterable[str]) -> dict[str, int]:
         "email", "pk"
     )
     return {wanted[email.lower()]: pk for email, pk in found if email.lower() in wanted}
+
+
+# --- Which customer a browser is, cached: personalization asks on every anonymous request -------
+ANONYMOUS_LINK_TTL_SECONDS = 60 * 60
+NOT_LINKED = 0  # cached "no customer" (None would read as a cache miss)
+
+
+def anonymous_link_cache_key(anonymous_id: str) -> str:
+    return "customers:anonymous-link:" + hashlib.sha256(anonymous_id.encode()).hexdigest()[:40]
+
+
+def anonymous_link_customer(*, anonymous_id: str, prefetched: int | None = None) -> int | None:
+    """The customer `identify` linked this browser to, or None. One cache read when warm (none
+    when the caller `prefetched` it); identify and erasure forget it after commit."""
+    key = anonymous_link_cache_key(anonymous_id)
+    value = prefetched if prefetched is not None else cache.get(key)
+    if value is None:
+        value = customers_by_anonymous_id(values=[anonymous_id]).get(anonymous_id, NOT_LINKED)
+        cache.set(key, value, ANONYMOUS_LINK_TTL_SECONDS)
+    return value or None
+
+
+def anonymous_link_forget(*, anonymous_ids: Iterable[str]) -> None:
+    cache.delete_many([anonymous_link_cache_key(value) for value in anonymous_ids])

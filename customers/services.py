@@ -28,6 +28,7 @@ from customers.models import (
 )
 from customers.selectors import (
     ATTRIBUTE_TYPE_SCHEMAS,
+    anonymous_link_forget,
     customer_attributes_schema,
     customer_external_id_forget,
     customers_by_external_id,
@@ -642,5 +643,6 @@ def customer_identify(
         if update:
             customer = customer_update(customer=customer, data=update)
         moved = events_link_anonymous(anonymous_id=anonymous_id, customer_id=customer_id)
+        transaction.on_commit(lambda: anonymous_link_forget(anonymous_ids=[anonymous_id]))
         _changed(customer_id, [anonymous_id])
     return customer, moved

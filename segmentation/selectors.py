@@ -51,15 +51,16 @@ def segment_current_customer_ids(*, segment_id: int) -> QuerySet[SegmentMembersh
 SUBJECT_SEGMENTS_TTL_SECONDS = 300  # a safety net: membership changes forget the entry at once
 
 
-def _subject_segments_cache_key(subject: str) -> str:
+def subject_segments_cache_key(subject: str) -> str:
     return "segmentation:subject:" + hashlib.sha256(subject.encode()).hexdigest()[:40]
 
 
-def subject_segment_keys(*, subject: str) -> list[str]:
+def subject_segment_keys(*, subject: str, prefetched: list[str] | None = None) -> list[str]:
     """The keys of the segments `subject` (`c:<id>` or `a:<anonymous id>`) is in now, sorted.
-    One cache read when warm; membership changes call `subject_segments_forget` after commit."""
-    key = _subject_segments_cache_key(subject)
-    cached = cache.get(key)
+    One cache read when warm (none when the caller `prefetched` the cache key's value in its
+    own round trip); membership changes call `subject_segments_forget` after commit."""
+    key = subject_segments_cache_key(subject)
+    cached = prefetched if prefetched is not None else cache.get(key)
     if cached is not None:
         return cached
     keys = list(
@@ -72,7 +73,7 @@ def subject_segment_keys(*, subject: str) -> list[str]:
 
 
 def subject_segments_forget(*, subject: str) -> None:
-    cache.delete(_subject_segments_cache_key(subject))
+    cache.delete(subject_segments_cache_key(subject))
 
 
 # --- For the evaluators (issue 5) ----------------------------------------------------------------

@@ -35,7 +35,7 @@ def home(homepage_type):
 
 @pytest.fixture
 def vip(db):
-    return Segment.objects.create(key="vip", name="VIP")
+    return Segment.objects.create(key="vip", name="VIP", kind=Segment.Kind.STATIC)
 
 
 def enter(segment, subject, customer=None):
@@ -118,3 +118,28 @@ def test_graphql_deliver_matches_rest(anonymous, home, vip):
     delivered = response.json()["data"]["deliver"]
     rest = anonymous.get(URL, HTTP_X_ANONYMOUS_ID="browser-3").json()
     assert delivered == rest
+
+
+def test_a_warm_anonymous_delivery_makes_no_sql_query(
+    anonymous, home, vip, django_assert_num_queries
+):
+    enter(vip, "a:browser-4")
+    assert heading(anonymous.get(URL, HTTP_X_ANONYMOUS_ID="browser-4")) == VIP  # warms the caches
+    with django_assert_num_queries(0):
+        assert heading(anonymous.get(URL, HTTP_X_ANONYMOUS_ID="browser-4")) == VIP
+
+
+def test_identify_makes_the_browser_its_customer_on_the_next_request(anonymous, home, vip):
+    from customers.services import customer_identify
+
+    customer = CustomerFactory(external_id="site-11")
+    enter(vip, f"c:{customer.pk}", customer)
+    assert heading(anonymous.get(URL, HTTP_X_ANONYMOUS_ID="tablet-11")) == DEFAULT  # cached: none
+    customer_identify(anonymous_id="tablet-11", external_id="site-11")
+    assert heading(anonymous.get(URL, HTTP_X_ANONYMOUS_ID="tablet-11")) == VIP
+
+
+def test_anonymous_deliveries_share_the_per_ip_budget(anonymous, home, settings):
+    settings.CMS_THROTTLE_RATES = {**settings.CMS_THROTTLE_RATES, "anon": "2/min"}
+    statuses = [anonymous.get(URL, HTTP_X_ANONYMOUS_ID="b").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
