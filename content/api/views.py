@@ -19,14 +19,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cmsproject.auth import HasApiKeyScope, StaffModelPermission, request_has_credentials
+from cmsproject.auth import HasApiKeyScope, StaffModelPermission
 from cmsproject.errors import (
-    DomainError,
     FieldError,
     NotFound,
     ValidationError,
     problem_response,
 )
+from cmsproject.fastpath import served_before_drf
 from cmsproject.pagination import CursorPagination, PageNumberPagination
 from cmsproject.throttling import anonymous_throttle_then_get, anonymous_throttle_then_get_many
 from content import cache as content_cache
@@ -350,23 +350,9 @@ class EntryDetailApi(EntryAccess, APIView):
         """An anonymous GET (no credentials at all) is the hot path of every site: it is answered
         before DRF, with the anonymous throttle and the cache read in one Redis round trip.
         Everything else (editors, customers, keys, writes) goes through DRF as usual."""
-        drf_view = super().as_view(**initkwargs)
-
-        def entry_detail(request: HttpRequest, type_api_id: str, slug: str) -> HttpResponse:
-            if request.method in ("GET", "HEAD") and not request_has_credentials(request):
-                try:
-                    return _anonymous_read(request, type_api_id, slug)
-                except DomainError as error:
-                    return problem_response(
-                        int(error.status), error.detail, code=error.code, errors=error.errors
-                    )
-            return drf_view(request, type_api_id=type_api_id, slug=slug)
-
-        # What DRF's own view carries, so URL introspection (OpenAPI) sees the class.
-        entry_detail.cls = drf_view.cls  # type: ignore[attr-defined]
-        entry_detail.initkwargs = drf_view.initkwargs  # type: ignore[attr-defined]
-        entry_detail.csrf_exempt = True  # type: ignore[attr-defined]
-        return entry_detail
+        return served_before_drf(
+            super().as_view(**initkwargs), methods=("GET", "HEAD"), answer=_anonymous_read
+        )
 
     @extend_schema(
         parameters=[LOCALE, OpenApiParameter("version", str, enum=["live", "draft"])],
@@ -523,22 +509,9 @@ class DeliverApi(APIView):
         """A browser without credentials (the storefront case) is answered before DRF: the
         anonymous throttle, the cached entry, the browser's link to a customer and its segments
         are read in one Redis round trip, with no SQL when all are cached."""
-        drf_view = super().as_view(**initkwargs)
-
-        def deliver(request: HttpRequest, type_api_id: str, slug: str) -> HttpResponse:
-            if request.method in ("GET", "HEAD") and not request_has_credentials(request):
-                try:
-                    return _anonymous_deliver(request, type_api_id, slug)
-                except DomainError as error:
-                    return problem_response(
-                        int(error.status), error.detail, code=error.code, errors=error.errors
-                    )
-            return drf_view(request, type_api_id=type_api_id, slug=slug)
-
-        deliver.cls = drf_view.cls  # type: ignore[attr-defined]
-        deliver.initkwargs = drf_view.initkwargs  # type: ignore[attr-defined]
-        deliver.csrf_exempt = True  # type: ignore[attr-defined]
-        return deliver
+        return served_before_drf(
+            super().as_view(**initkwargs), methods=("GET", "HEAD"), answer=_anonymous_deliver
+        )
 
 
 def _anonymous_deliver(request: HttpRequest, type_api_id: str, slug: str) -> HttpResponse:
