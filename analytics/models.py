@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Q
+from django.db.models.fields.json import KeyTransform
 
 
 class JourneyStage(models.TextChoices):
@@ -54,6 +56,13 @@ class Event(models.Model):
             models.Index(fields=["type", "timestamp"], name="event_type_time"),
             models.Index(fields=["customer", "timestamp"], name="event_customer_time"),
             models.Index(fields=["anonymous_id", "timestamp"], name="event_anonymous_time"),
+            # Experiment results read one experiment's exposures among every experiment's.
+            models.Index(
+                KeyTransform("experiment", "properties"),
+                "timestamp",
+                condition=Q(type="experiment_exposure"),
+                name="event_exposure_experiment",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -31,6 +31,7 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from analytics.models import Event, EventRollup, Interval, JourneyStage, SubjectDailyRollup
@@ -371,3 +372,123 @@ def journeys(*, start: datetime | None = None, end: datetime | None = None) -> J
         )
         previous = uniques
     return JourneyReport(stages=stages)
+
+
+# --- Experiment exposures and conversions ---------------------------------------------------------
+EXPOSURE_EVENT = "experiment_exposure"
+
+
+@dataclass(frozen=True)
+class VariantUnits:
+    variant: str
+    exposures: int  # units whose exposures in the period all name this variant
+    conversions: int  # of those, units with the metric event within the window after the first
+
+
+@dataclass(frozen=True)
+class ExposureReport:
+    variants: list[VariantUnits]
+    mixed_units: int  # units exposed to more than one variant: left out, as GrowthBook does
+
+
+def experiment_exposures(
+    *,
+    experiment: str,
+    metric_event: str,
+    window: timedelta,
+    start: datetime,
+    end: datetime | None = None,
+) -> ExposureReport:
+    """Units exposed to `experiment` in [start, end) by variant, and how many converted.
+
+    A unit is a subject as in the funnel (a customer, or an anonymous id not linked to one); it
+    counts once, from its first exposure t, whatever the number of exposure events (server-side
+    from delivery and client-side from an SDK may both arrive). It converted when it has a
+    `metric_event` at or after t and no later than t + window. One statement, a customer chain
+    and an anonymous chain as in `funnel`, so nothing per unit reaches Python.
+    """
+    sql, params = _exposures_sql(
+        experiment=experiment, metric_event=metric_event, window=window, start=start, end=end
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    counts: dict[str, list[int]] = {}
+    mixed = 0
+    for variant, variants_seen, exposures, conversions in rows:
+        if variants_seen > 1:
+            mixed += int(exposures)
+            continue
+        totals = counts.setdefault(variant, [0, 0])
+        totals[0] += int(exposures)
+        totals[1] += int(conversions or 0)
+    return ExposureReport(
+        variants=[VariantUnits(key, *totals) for key, totals in sorted(counts.items())],
+        mixed_units=mixed,
+    )
+
+
+def _exposures_sql(
+    *,
+    experiment: str,
+    metric_event: str,
+    window: timedelta,
+    start: datetime,
+    end: datetime | None,
+) -> tuple[str, list[object]]:
+    quote = connection.ops.quote_name
+    names = {
+        "table": quote(Event._meta.db_table),
+        "ts": f"e.{quote('timestamp')}",
+        "type": f"e.{quote('type')}",
+        "customer": f"e.{quote('customer_id')}",
+        "anonymous": f"e.{quote('anonymous_id')}",
+    }
+    ctes: list[str] = []
+    params: list[object] = []
+    for chain, key, subjects in (
+        ("c", "customer_id", Q(customer__isnull=False)),
+        ("a", "anonymous_id", Q(customer__isnull=True) & ~Q(anonymous_id="")),
+    ):
+        exposed = Event.objects.filter(
+            subjects, type=EXPOSURE_EVENT, timestamp__gte=start, properties__experiment=experiment
+        )
+        if end is not None:
+            exposed = exposed.filter(timestamp__lt=end)
+        exposed = (
+            exposed.values(subject=F(key))
+            .annotate(
+                t=Min("timestamp"),
+                deadline=ExpressionWrapper(
+                    Min("timestamp") + Value(window), output_field=DateTimeField()
+                ),
+                variant=Min(KT("properties__variant")),
+                variants_seen=Count(KT("properties__variant"), distinct=True),
+            )
+            .order_by()
+        )
+        exposed_sql, exposed_params = exposed.query.sql_with_params()
+        ctes.append(f"{chain}x AS ({exposed_sql})")
+        params += exposed_params
+        ctes.append(
+            EXPOSURE_CONVERTED.format(
+                name=f"{chain}v",
+                exposed=f"{chain}x",
+                join=FUNNEL_JOIN[chain].format(**names),
+                **names,
+            )
+        )
+        params.append(metric_event)
+    selects = " UNION ALL ".join(EXPOSURE_COUNT.format(chain=chain) for chain in ("c", "a"))
+    return "WITH " + ", ".join(ctes) + " " + selects, params
+
+
+EXPOSURE_CONVERTED = (
+    "{name} AS (SELECT DISTINCT f.subject FROM {exposed} f JOIN {table} e ON {join}"
+    " WHERE {type} = %s AND {ts} >= f.t AND {ts} <= f.deadline)"
+)
+EXPOSURE_COUNT = (
+    "SELECT x.variant, x.variants_seen, COUNT(*), COUNT(v.subject)"
+    " FROM {chain}x x LEFT JOIN {chain}v v ON v.subject = x.subject"
+    " GROUP BY x.variant, x.variants_seen"
+)

@@ -53,6 +53,12 @@ app.conf.beat_schedule = {
         "options": {"expires": 60},
     },
     # Windows move on without events ("no purchase in 30 days" becomes true by itself).
+    # Sequential testing keeps frequent looks honest, so results can follow the data closely.
+    "experiments-results": {
+        "task": "experiments.tasks.experiments_results_task",
+        "schedule": crontab(minute="*/5"),
+        "options": {"expires": 4 * 60},
+    },
     "segments-recompute-all": {
         "task": "segmentation.tasks.segments_recompute_all_task",
         "schedule": crontab(minute="*/15"),

@@ -22,6 +22,7 @@ from content.schema import Definitions
 from content.selectors import entry_types_list
 from content.services import definitions_current
 from customers.graphql import CustomerQueries
+from experiments.graphql import ExperimentQueries
 from segmentation.graphql import SegmentationQueries
 
 
@@ -29,6 +30,7 @@ class Query(
     AnalyticsQueries,
     ContentQueries,
     CustomerQueries,
+    ExperimentQueries,
     SegmentationQueries,
     PlatformQueries,
     graphene.ObjectType,

@@ -275,6 +275,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ContentTypeKindEnum": "content.models.EntryType.Kind",
         "SegmentKindEnum": "segmentation.models.Segment.Kind",
+        "ExperimentStatusEnum": "experiments.models.Experiment.Status",
+        "ExperimentMethodEnum": "experiments.models.Experiment.Method",
+        "FlagKindEnum": "experiments.models.FeatureFlag.Kind",
     },
 }
 

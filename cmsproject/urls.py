@@ -31,6 +31,7 @@ urlpatterns = [
     path("api/v1/", include("analytics.api.urls")),
     path("api/v1/", include("content.api.urls")),
     path("api/v1/", include("segmentation.urls")),
+    path("api/v1/", include("experiments.urls")),
     path("", include("content.media_serving_urls")),
     path("graphql/", GraphQLApi.as_view(schema=schema_current), name="graphql"),
 ]

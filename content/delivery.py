@@ -21,9 +21,11 @@ from content.selectors import live_response_cached
 from customers.selectors import (
     anonymous_link_cache_key,
     anonymous_link_customer,
+    customer_external_id,
     customer_for_user,
     customer_ids_refusing,
 )
+from experiments.blocks import exposures_record, zones_apply, zones_bound
 from segmentation.selectors import subject_segment_keys, subject_segments_cache_key
 
 PERSONALIZATION = "personalization"
@@ -38,6 +40,19 @@ class Audience:
     customer_id: int | None = None
     segments: tuple[str, ...] = ()
     personalized: bool = True  # False: the customer refused personalization
+    anonymous_id: str | None = None
+
+    def experiment_unit(self) -> tuple[str | None, str | None]:
+        """(unit, external id): what experiments bucket this caller by (API.md: a customer's
+        external id, else the browser's anonymous id) and the `userId` its exposures carry.
+        A customer who refused personalization takes part in no experiment."""
+        if not self.personalized:
+            return None, None
+        if self.customer_id is not None:
+            external_id = customer_external_id(customer_id=self.customer_id)
+            if external_id:
+                return external_id, external_id
+        return self.anonymous_id, None
 
 
 @dataclass(frozen=True)
@@ -82,7 +97,12 @@ def audience_for(
         )
     if customer_id is not None:
         if customer_ids_refusing(customer_ids=[customer_id], purpose=PERSONALIZATION):
-            return Audience(subject=f"c:{customer_id}", customer_id=customer_id, personalized=False)
+            return Audience(
+                subject=f"c:{customer_id}",
+                customer_id=customer_id,
+                personalized=False,
+                anonymous_id=anonymous_id,
+            )
         subject = f"c:{customer_id}"
     elif anonymous_id:
         subject = f"a:{anonymous_id}"
@@ -91,7 +111,12 @@ def audience_for(
     segments = subject_segment_keys(
         subject=subject, prefetched=prefetched.get(subject_segments_cache_key(subject))
     )
-    return Audience(subject=subject, customer_id=customer_id, segments=tuple(segments))
+    return Audience(
+        subject=subject,
+        customer_id=customer_id,
+        segments=tuple(segments),
+        anonymous_id=anonymous_id,
+    )
 
 
 def entry_deliver(
@@ -109,8 +134,21 @@ def entry_deliver(
     if cached.status == 404:
         raise NotFound("No published entry here.")
     live = json.loads(cached.body)
-    zones = zones_resolve(live.get("zones") or {}, audience.segments)
-    targeted = _segments_targeted(live.get("zones") or {})
+    live_zones = live.get("zones") or {}
+    zones = zones_resolve(live_zones, audience.segments)
+    experiments: dict[str, str] = {}
+    if zones_bound(live_zones):
+        unit, external_id = audience.experiment_unit()
+        outcome = zones_apply(live_zones, zones, unit=unit, segments=audience.segments)
+        zones, experiments = outcome.zones, outcome.experiments
+        if unit is not None:
+            exposures_record(
+                outcome.assignments.values(),
+                unit=unit,
+                user_id=external_id,
+                anonymous_id=audience.anonymous_id,
+            )
+    targeted = _segments_targeted(live_zones)
     used = sorted(set(audience.segments) & targeted)
     body = {
         "data": {
@@ -128,7 +166,7 @@ def entry_deliver(
                 for name, blocks in zones.items()
             },
         },
-        "meta": {"segments": list(audience.segments), "experiments": {}},
+        "meta": {"segments": list(audience.segments), "experiments": experiments},
     }
     # A CDN keying on these can purge a personalized answer when a segment's rules change.
     tags = [*cached.tags, *(f"segment:{key}" for key in used)]

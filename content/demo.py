@@ -85,6 +85,11 @@ DEMO_ENTRIES: list[tuple[str, dict[str, Any]]] = [
                     {
                         "component": "cta",
                         "data": {"label": "Join the club", "url": "/signup", "style": "primary"},
+                        # An A/B test of the label (experiments' demo starts `join-cta`).
+                        "experiment": {
+                            "key": "join-cta",
+                            "variants": {"discount": {"label": "Join and get 10% off"}},
+                        },
                     },
                 ]
             },

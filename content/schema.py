@@ -315,6 +315,24 @@ def block_schema(components: list[str], max_blocks: int) -> dict[str, Any]:
                     },
                 },
             },
+            # An A/B test of the block: each variant's partial `data` (control usually has
+            # none: it is the default). Resolved per visitor by experiments' bucketing.
+            "experiment": {
+                "type": "object",
+                "required": ["key"],
+                "additionalProperties": False,
+                "properties": {
+                    "key": {"type": "string", "pattern": SEGMENT_KEY_PATTERN},
+                    "variants": {
+                        "type": "object",
+                        "maxProperties": 10,
+                        "propertyNames": {"pattern": SEGMENT_KEY_PATTERN},
+                        "additionalProperties": {"type": "object"},
+                    },
+                },
+            },
+            # The block is shown only to visitors for whom this feature flag is on.
+            "flag": {"type": "string", "pattern": SEGMENT_KEY_PATTERN},
         },
         "allOf": [
             {
@@ -324,6 +342,13 @@ def block_schema(components: list[str], max_blocks: int) -> dict[str, Any]:
                         "data": {"$ref": f"#/$defs/full.{api_id}"},
                         "variants": {
                             "items": {"properties": {"data": {"$ref": f"#/$defs/partial.{api_id}"}}}
+                        },
+                        "experiment": {
+                            "properties": {
+                                "variants": {
+                                    "additionalProperties": {"$ref": f"#/$defs/partial.{api_id}"}
+                                }
+                            }
                         },
                     }
                 },
@@ -490,7 +515,8 @@ def transform_document(
     definitions: Definitions,
     visit: Visitor,
 ) -> dict[str, Any]:
-    """`transform_object` over an entry: its fields, and each block's data and variants' data."""
+    """`transform_object` over an entry: its fields, and each block's data, its segment
+    variants' data and its experiment variants' data."""
     out = dict(document)
     if "fields" in out:
         out["fields"] = transform_object(out["fields"], fields, definitions, visit, "fields")
@@ -529,6 +555,21 @@ def transform_document(
                         else variant
                         for position, variant in enumerate(block["variants"])
                     ]
+                experiment = block.get("experiment")
+                if isinstance(experiment, dict) and isinstance(experiment.get("variants"), dict):
+                    block["experiment"] = {
+                        **experiment,
+                        "variants": {
+                            key: transform_object(
+                                data,
+                                block_fields,
+                                definitions,
+                                visit,
+                                f"{path}.experiment.variants.{key}",
+                            )
+                            for key, data in experiment["variants"].items()
+                        },
+                    }
             new_blocks.append(block)
         new_zones[zone_name] = new_blocks
     out["zones"] = new_zones

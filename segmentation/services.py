@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import ProtectedError, Q
 from django.utils import timezone
 
 from cmsproject.celery import enqueue_on_commit
@@ -112,7 +112,14 @@ def segment_delete(*, segment: Segment) -> None:
         raise Conflict(
             f"Segments {', '.join(sorted(users))} refer to '{segment.key}'; change them first."
         )
-    segment.delete()
+    try:
+        segment.delete()
+    except ProtectedError as exc:
+        # Experiments and flags target segments; deleting one would widen them to everyone.
+        targeting = sorted({str(obj) for obj in exc.protected_objects})
+        raise Conflict(
+            f"'{segment.key}' is targeted by {', '.join(targeting)}; retarget them first."
+        ) from None
 
 
 def _recompute_after_commit(segment: Segment) -> None:
