@@ -316,6 +316,34 @@ CMS_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("CMS_WEBHOOK_TIMEOUT_SECONDS"
 # Published payloads stay cached until purged by tag; this bounds what an unpurged key can cost.
 CMS_CONTENT_CACHE_SECONDS = int(os.environ.get("CMS_CONTENT_CACHE_SECONDS", 60 * 60 * 24))
 
+# --- Notifications ------------------------------------------------------------------------------
+# Email through Django: SMTP from the environment when EMAIL_HOST is set, else the console (the
+# embedded mode prints messages where `make run` shows its log).
+if os.environ.get("EMAIL_HOST"):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = os.environ["EMAIL_HOST"]
+    EMAIL_PORT = int(os.environ.get("EMAIL_PORT", 587))
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "shop@example.com")
+# Channel name -> adapter class. A new channel is an adapter (customers.notifications.Channel) and
+# a line here (or in CMS_NOTIFICATION_CHANNELS="name=dotted.Path,..."), never a change elsewhere.
+CMS_NOTIFICATION_CHANNELS = {
+    "email": "customers.notifications.EmailChannel",
+    "in_app": "customers.notifications.InAppChannel",
+    "sms": "customers.notifications.LogSmsChannel",
+    "webhook": "customers.notifications.WebhookChannel",
+    **dict(pair.split("=", 1) for pair in env_list("CMS_NOTIFICATION_CHANNELS", "") if "=" in pair),
+}
+# Channels for a customer who has not chosen any (preferences.channels), in order.
+CMS_NOTIFICATION_DEFAULT_CHANNELS = env_list("CMS_NOTIFICATION_DEFAULT_CHANNELS", "in_app,email")
+CMS_NOTIFICATION_MAX_ATTEMPTS = int(os.environ.get("CMS_NOTIFICATION_MAX_ATTEMPTS", 5))
+# Cross-device session state lives this long after its last write.
+CMS_SESSION_STATE_TTL_SECONDS = int(os.environ.get("CMS_SESSION_STATE_TTL_SECONDS", 7 * 24 * 3600))
+
 # --- i18n, static -------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -140,3 +140,186 @@ class AnonymousId(models.Model):
 
     def __str__(self) -> str:
         return self.value
+
+
+# --- Engagement: orders, support tickets, notifications, feedback ------------------------------
+class Order(models.Model):
+    """A purchase with its lines. Amounts are in `currency` (ISO 4217); `total` is what the
+    customer paid: subtotal + tax + shipping - discount, checked on every write."""
+
+    class Status(models.TextChoices):
+        PLACED = "placed"
+        PAID = "paid"
+        FULFILLED = "fulfilled"
+        CANCELLED = "cancelled"
+        REFUNDED = "refunded"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="orders")
+    external_id = models.CharField(
+        max_length=100,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text="The shop's order number; posting it again returns the same order.",
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PLACED)
+    currency = models.CharField(max_length=3)
+    subtotal = models.DecimalField(max_digits=14, decimal_places=2)
+    tax = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    shipping = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    discount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    total = models.DecimalField(max_digits=14, decimal_places=2)
+    placed_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-placed_at", "-id"]
+        indexes = [models.Index(fields=["customer", "placed_at"], name="order_customer_placed")]
+        constraints = [
+            models.CheckConstraint(condition=Q(total__gte=0), name="order_total_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id or f"order {self.pk}"
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    sku = models.CharField(max_length=100)
+    name = models.CharField(max_length=200)
+    quantity = models.PositiveIntegerField()
+    unit_price = models.DecimalField(max_digits=14, decimal_places=2)
+    line_total = models.DecimalField(max_digits=14, decimal_places=2)
+
+    class Meta:
+        ordering = ["order", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.sku}"
+
+
+class Ticket(models.Model):
+    """A support ticket; every status move is kept in `TicketStatusChange`."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        IN_PROGRESS = "in_progress"
+        AWAITING_CUSTOMER = "awaiting_customer"
+        RESOLVED = "resolved"
+        CLOSED = "closed"
+
+    class Priority(models.TextChoices):
+        LOW = "low"
+        NORMAL = "normal"
+        HIGH = "high"
+        URGENT = "urgent"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="tickets")
+    subject = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    order = models.ForeignKey(
+        Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        indexes = [models.Index(fields=["customer", "status"], name="ticket_customer_status")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.subject}"
+
+
+class TicketStatusChange(models.Model):
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="history")
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20)
+    note = models.TextField(blank=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["ticket", "changed_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '-'} → {self.to_status}"
+
+
+class Notification(models.Model):
+    """One message to one customer on one channel. `key` makes a send idempotent: the same
+    business event (an order's confirmation, a ticket's move) on the same channel is one row,
+    sent at most once however often a task is retried."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        SKIPPED = "skipped"  # preferences or consent said no: kept, so "why not?" has an answer
+        FAILED = "failed"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="notifications")
+    key = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=60, help_text="What happened, e.g. `order.created`.")
+    channel = models.CharField(max_length=20)
+    title = models.CharField(max_length=200)
+    body = models.TextField()
+    data = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    reason = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["customer", "channel", "created_at"], name="notification_inbox"),
+            models.Index(fields=["status", "created_at"], name="notification_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} → {self.channel}"
+
+
+class Feedback(models.Model):
+    """A score from 0 to 10 with an optional comment. Sentiment and key phrases are added later,
+    in batches, by a worker."""
+
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback"
+    )
+    anonymous_id = models.CharField(max_length=128, blank=True)
+    score = models.PositiveSmallIntegerField()
+    comment = models.TextField(blank=True)
+    context = models.JSONField(
+        default=dict, blank=True, help_text="Where it was given: page, order, journey stage."
+    )
+    journey_stage = models.CharField(
+        max_length=20, blank=True, help_text="The customer's lifecycle stage when they answered."
+    )
+    sentiment = models.FloatField(null=True, blank=True, help_text="VADER compound, -1 to 1.")
+    sentiment_label = models.CharField(max_length=10, blank=True)
+    key_phrases = models.JSONField(default=list, blank=True)
+    scored_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["created_at"], name="feedback_created"),
+            models.Index(
+                fields=["created_at"], condition=Q(scored_at__isnull=True), name="feedback_unscored"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(score__lte=10), name="feedback_score_0_10"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.score}/10"

@@ -25,3 +25,19 @@ def customers_export_snapshot_task() -> str:
     )
     export_snapshots_prune(directory=export_directory(), today=today, keep_days=export_keep_days())
     return str(path)
+
+
+@shared_task(bind=True, ignore_result=True, max_retries=None)
+def notification_deliver_task(self, notification_id: int) -> str:
+    """Send one notification; a temporary failure retries with exponential backoff (with
+    jitter) until CMS_NOTIFICATION_MAX_ATTEMPTS. Safe to run twice: a sent row is not resent."""
+    from django.conf import settings
+
+    from customers.notifications import TemporaryFailure, notification_deliver
+
+    final = self.request.retries + 1 >= settings.CMS_NOTIFICATION_MAX_ATTEMPTS
+    try:
+        return notification_deliver(notification_id=notification_id, final_attempt=final)
+    except TemporaryFailure as exc:
+        delay = min(600, 5 * 2**self.request.retries)
+        raise self.retry(exc=exc, countdown=delay) from exc
