@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -128,6 +129,37 @@ def _experiment_errors(values: dict[str, Any]) -> list[FieldError]:
     return errors
 
 
+# Model field -> the name clients use (REST and GraphQL nest these).
+API_FIELD = {
+    "metric_event": "metric.event",
+    "metric_window_hours": "metric.window_hours",
+    "method": "analysis.method",
+    "alpha": "analysis.alpha",
+    "min_exposures": "analysis.min_exposures",
+    "min_runtime_hours": "analysis.min_runtime_hours",
+}
+
+
+def _model_checked(instance: Experiment | FeatureFlag) -> None:
+    """The model's own checks (key syntax, lengths, choices) as our ValidationError, so every
+    caller (REST, GraphQL, admin) gets field errors rather than Django's exception."""
+    try:
+        instance.full_clean(validate_unique=False, validate_constraints=False)
+    except DjangoValidationError as exc:
+        raise ValidationError(
+            "Invalid values.",
+            errors=[
+                FieldError(
+                    API_FIELD.get(name, name),
+                    (error.code or "invalid").replace("_", "-"),
+                    " ".join(error.messages),
+                )
+                for name, errors in exc.error_dict.items()
+                for error in errors
+            ],
+        ) from None
+
+
 def _raise(errors: list[FieldError]) -> None:
     if errors:
         raise ValidationError("Invalid experiment.", errors=errors)
@@ -144,7 +176,7 @@ def experiment_create(*, key: str, status: str = Status.DRAFT, **values: Any) ->
     _raise(_experiment_errors(values))
     segment = _segment(values.pop("segment", None))
     experiment = Experiment(key=key, segment=segment, **values)
-    experiment.full_clean()
+    _model_checked(experiment)
     experiment.save()
     if status != Status.DRAFT:
         experiment_transition(experiment=experiment, status=status)
@@ -175,12 +207,14 @@ def experiment_update(
     ]
     if phase_changes and experiment.phase > 0 and not restart:
         raise Conflict(
-            f"Changing {', '.join(phase_changes)} of a started experiment re-buckets its units: "
-            "send `restart: true` to start a new phase (the current results are kept with it)."
+            f"Changing {', '.join(phase_changes)} of a started experiment re-buckets its units; "
+            "it needs a restart, which starts a new phase (the current results stay with the "
+            "closed one).",
+            errors=[FieldError("restart", "required", "Restart to change the split.")],
         )
     for name, value in values.items():
         setattr(experiment, name, value)
-    experiment.full_clean()
+    _model_checked(experiment)
     experiment.save()
     if restart and experiment.phase > 0:
         _phase_open(experiment)
@@ -376,6 +410,37 @@ def results_body(experiment: Experiment) -> dict[str, Any]:
     return body
 
 
+def phase_results_body(phase: ExperimentPhase) -> dict[str, Any]:
+    """A closed phase's results, in the shape of `results_body`."""
+    snapshot = dict(phase.results or {})
+    return {
+        "experiment": phase.experiment.key,
+        "status": "closed" if phase.ended_at else phase.experiment.status,
+        "phase": phase.number,
+        "method": snapshot.get("method", phase.experiment.method),
+        "alpha": snapshot.get("alpha", phase.experiment.alpha),
+        "variants": snapshot.get("variants")
+        or [
+            {
+                "key": v["key"],
+                "exposures": 0,
+                "conversions": 0,
+                "rate": None,
+                "reason": "no results",
+            }
+            for v in phase.variants
+        ],
+        "srm": snapshot.get("srm") or {"p_value": None, "ok": True, "reason": "no results"},
+        "winner": snapshot.get("winner"),
+        "winner_source": None,
+        "decision": snapshot.get("decision"),
+        "computed_at": snapshot.get("computed_at"),
+        "runtime_hours": snapshot.get("runtime_hours"),
+        "mixed_units": snapshot.get("mixed_units", 0),
+        "history": snapshot.get("history", []),
+    }
+
+
 def experiments_results_compute_running() -> int:
     """The scheduled job: every running experiment's results; returns how many."""
     computed = 0
@@ -410,7 +475,7 @@ def flag_create(*, key: str, **values: Any) -> FeatureFlag:
         raise ValidationError("Invalid flag.", errors=errors)
     segment = _segment(values.pop("segment", None))
     flag = FeatureFlag(key=key, segment=segment, **values)
-    flag.full_clean()
+    _model_checked(flag)
     flag.save()
     _forget_rules_after_commit()
     return flag
@@ -433,7 +498,7 @@ def flag_update(*, flag: FeatureFlag, **values: Any) -> FeatureFlag:
         values["segment"] = _segment(values["segment"])
     for name, value in values.items():
         setattr(flag, name, value)
-    flag.full_clean()
+    _model_checked(flag)
     flag.save()
     _forget_rules_after_commit()
     return flag
