@@ -2,10 +2,11 @@
 a segment, and the revision history with restore.
 
 The editor page embeds a JSON description of the entry's type, the components its zones allow
-(and those nested in them), the working copy and any errors; `zone_editor.js` renders the inputs
-from it and posts the document back in one hidden field. Every write goes through
-`content.services`, so the admin accepts exactly what the API accepts; its errors come back by
-path (`zones.body[1].data.heading`) and land on the input they name.
+(and those nested in them), the experiments and flags a block may be bound to, the working copy
+and any errors; `zone_editor.js` renders the inputs from it and posts the document back in one
+hidden field. Every write goes through `content.services`, so the admin accepts exactly what the
+API accepts; its errors come back by path (`zones.body[1].data.heading`) and land on the input
+they name.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from content.services import (
     entry_update,
     revision_restore,
 )
+from experiments.models import Experiment, FeatureFlag
 
 if TYPE_CHECKING:
     from content.admin.entries import EntryAdmin
@@ -50,6 +52,8 @@ PREVIEW_TEMPLATE = "admin/content/entry/preview.html"
 REVISIONS_TEMPLATE = "admin/content/entry/revisions.html"
 MAX_MEDIA_OPTIONS = 300
 MAX_REFERENCE_OPTIONS = 500
+MAX_EXPERIMENT_OPTIONS = 300
+MAX_FLAG_OPTIONS = 300
 
 
 # --- What the editor is told ---------------------------------------------------------------------
@@ -109,6 +113,27 @@ def _media_options() -> list[dict[str, Any]]:
     ]
 
 
+def _experiment_options() -> list[dict[str, Any]]:
+    """What a block may be A/B tested with; `variants` in order, the first is control."""
+    rows = Experiment.objects.order_by("key").values("key", "name", "status", "variants")
+    return [
+        {
+            "key": r["key"],
+            "name": r["name"],
+            "status": r["status"],
+            "variants": [
+                v["key"] for v in r["variants"] or [] if isinstance(v, dict) and "key" in v
+            ],
+        }
+        for r in rows[:MAX_EXPERIMENT_OPTIONS]
+    ]
+
+
+def _flag_options() -> list[dict[str, Any]]:
+    rows = FeatureFlag.objects.order_by("key").values("key", "name", "enabled")
+    return list(rows[:MAX_FLAG_OPTIONS])
+
+
 def segment_suggestions(document: dict[str, Any], audience: list[str]) -> list[str]:
     """Segment keys the entry already uses (audience, variants): what a preview would pick."""
     keys = list(audience)
@@ -148,6 +173,8 @@ def editor_config(
             "media": _media_options(),
             "references": _reference_options(_reference_targets(entry_type, components)),
             "segments": segment_suggestions(document, audience),
+            "experiments": _experiment_options(),
+            "flags": _flag_options(),
         },
         "readonly": readonly,
     }

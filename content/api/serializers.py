@@ -108,6 +108,21 @@ ENTRY_BODY_SCHEMA = {
                                 },
                             },
                         },
+                        "experiment": {
+                            "type": "object",
+                            "description": "An A/B test of the block: each variant's partial data.",
+                            "properties": {
+                                "key": {"type": "string"},
+                                "variants": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "object"},
+                                },
+                            },
+                        },
+                        "flag": {
+                            "type": "string",
+                            "description": "Shown only to visitors for whom this flag is on.",
+                        },
                     },
                 },
             },

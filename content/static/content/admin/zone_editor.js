@@ -6,7 +6,9 @@
  *   components  {api_id: {name, description, fields: [definition]}}, nested ones included
  *   document    {fields, zones: {zone: [block]}}: the working copy, or what was just submitted
  *   errors      [{attr, detail}]: the service's errors by path (`zones.body[1].data.heading`)
- *   options     {media: [{id, label}], references: {type: [{id, label}]}, segments: [key]}
+ *   options     {media: [{id, label}], references: {type: [{id, label}]}, segments: [key],
+ *                experiments: [{key, name, status, variants: [key]}] (the first variant is control),
+ *                flags: [{key, name, enabled}]}
  *   readonly    true when the user may only look
  *
  * State is the document itself. An input writes its value into the object it belongs to as it
@@ -16,9 +18,17 @@
  * Every field and container carries `data-path`, the path the service's errors name, so an error
  * shows beside its input; after a structural change the positions no longer match, so inline
  * errors are cleared (the summary above the form stays).
+ *
+ * A block may also be A/B tested (`experiment: {key, variants: {variantKey: partial data}}`) and
+ * gated by a feature flag (`flag: key`); both get their own section. Any block key the editor
+ * does not know is sent back exactly as it came: a save must not drop what the API stored.
  */
 
 const config = JSON.parse(document.getElementById("entry-editor-config").textContent);
+
+/** Per block, the experiment bindings the marketer switched away from in this page, by key:
+ * picking one again brings back what was typed for it. */
+const experimentStash = new WeakMap();
 
 // --- Small DOM helpers --------------------------------------------------------------------------
 let lastId = 0;
@@ -128,9 +138,12 @@ class ListEditor {
       h("div", { class: "ze-error-slot" }),
       this.renderBody(item, index, path),
     );
-    group.addEventListener("input", () => {
-      heading.textContent = this.title(item, index);
-    });
+    // "change" too: a select writes its value on change, after its input event.
+    for (const type of ["input", "change"]) {
+      group.addEventListener(type, () => {
+        heading.textContent = this.title(item, index);
+      });
+    }
     const li = h("li", { "data-index": index }, group);
     if (!this.editor.readonly) this.makeDraggable(li, header, index);
     return li;
@@ -282,7 +295,14 @@ class EntryEditor {
       commit: () => this.refreshSegments(),
       title: (block, index) => {
         const summary = this.blockSummary(block);
-        return `${index + 1}. ${this.componentName(block.component)}${summary ? ` — ${summary}` : ""}`;
+        const tags = [
+          isObject(block.experiment) && block.experiment.key ? `A/B test ${block.experiment.key}` : null,
+          typeof block.flag === "string" ? `flag ${block.flag}` : null,
+        ].filter(Boolean);
+        return (
+          `${index + 1}. ${this.componentName(block.component)}${summary ? ` — ${summary}` : ""}` +
+          `${tags.length ? ` [${tags.join(", ")}]` : ""}`
+        );
       },
       label: (block, index) => `Block ${index + 1}: ${this.componentName(block.component)}`,
       renderBody: (block, index, path) => this.renderBlock(block, path),
@@ -344,6 +364,8 @@ class EntryEditor {
     if (component.description) body.append(h("p", { class: "help" }, component.description));
     body.append(this.renderObject(component.fields, block.data, `${path}.data`, { commit: () => {} }));
     body.append(this.renderVariants(block, component, path));
+    body.append(this.renderExperiment(block, component, path));
+    body.append(this.renderFlag(block, path));
     return body;
   }
 
@@ -421,6 +443,159 @@ class EntryEditor {
         partial: true,
         inherited: block.data,
       }),
+    );
+  }
+
+  // -- A/B test and feature flag of a block
+  /** The block's experiment, when it has a well-formed one (anything else is kept as it is). */
+  boundExperiment(block) {
+    return isObject(block.experiment) && typeof block.experiment.key === "string" ? block.experiment : null;
+  }
+
+  /**
+   * "A/B test": which experiment the block is bound to and, for each of its variants but control,
+   * partial data merged over the default for the visitors bucketed into that variant. Data kept
+   * for a key that is not (or no longer) one of those variants is shown too, so it can be seen
+   * and removed.
+   */
+  renderExperiment(block, component, path) {
+    const experimentPath = `${path}.experiment`;
+    const catalog = this.options.experiments || [];
+    const selectId = uid("exp");
+    const hintId = `${selectId}-help`;
+    const hint = h("div", { class: "help", id: hintId });
+    const variantsBox = h("div", { class: "ze-experiment-variants", "data-path": `${experimentPath}.variants` });
+    const showVariants = () => {
+      variantsBox.replaceChildren();
+      const experiment = this.boundExperiment(block);
+      if (!experiment) {
+        hint.textContent = "Not tested: every visitor gets the default (or their segment variant).";
+        return;
+      }
+      const known = catalog.find((candidate) => candidate.key === experiment.key);
+      const [control, ...tested] = known?.variants || [];
+      const stored = isObject(experiment.variants) ? Object.keys(experiment.variants) : [];
+      if (!known) {
+        hint.textContent =
+          `There is no experiment “${experiment.key}” any more: every visitor gets the default. ` +
+          "Choose another one, or none.";
+      } else {
+        hint.textContent =
+          `Control (“${control ?? "control"}”) is the default above: its visitors get the block as it is. ` +
+          "For each other variant, fill in only what differs: blank fields keep the default. " +
+          "A segment variant that matches a visitor wins over the test." +
+          (known.status === "running" ? "" : ` The experiment is ${known.status}: it splits no visitors now.`);
+      }
+      for (const key of [...new Set([...tested, ...stored])]) {
+        let note = null;
+        if (known && key === control) {
+          note = "Control normally has no data of its own; what is here still applies to its visitors.";
+        } else if (known && !tested.includes(key)) {
+          note = `“${key}” is not a variant of ${known.key}: no visitor gets this data.`;
+        }
+        variantsBox.append(
+          this.renderExperimentVariant(block, component, experiment, key, `${experimentPath}.variants.${key}`, {
+            note,
+            onRemove: note ? showVariants : null,
+          }),
+        );
+      }
+    };
+    const choices = catalog.map((experiment) => ({
+      id: experiment.key,
+      label: `${experiment.key} — ${experiment.name} — ${experiment.status}`,
+    }));
+    const select = this.select(
+      selectId,
+      choices,
+      this.boundExperiment(block)?.key,
+      (key) => {
+        const stash = experimentStash.get(block) || {};
+        experimentStash.set(block, stash);
+        const current = this.boundExperiment(block);
+        if (current) stash[current.key] = current;
+        if (key === undefined) delete block.experiment;
+        else block.experiment = stash[key] || { key, variants: {} };
+        showVariants();
+      },
+      { blank: "— none —", missing: (key) => `${key} — missing` },
+    );
+    select.setAttribute("aria-describedby", hintId);
+    showVariants();
+    return h(
+      "fieldset",
+      { class: "ze-variants ze-experiment", "data-path": experimentPath },
+      h("legend", {}, "A/B test"),
+      h("div", { class: "ze-error-slot" }),
+      h("div", { class: "ze-field", "data-path": `${experimentPath}.key` }, h("label", { for: selectId }, "Experiment"), select, hint),
+      variantsBox,
+    );
+  }
+
+  /** One experiment variant's partial data: the same inputs as a segment variant's. */
+  renderExperimentVariant(block, component, experiment, key, path, { note, onRemove }) {
+    const stored = isObject(experiment.variants) ? experiment.variants[key] : undefined;
+    const data = isObject(stored) ? stored : {};
+    // Attached only once it holds something: an untouched variant stays out of the document.
+    const attach = () => {
+      if (!isObject(experiment.variants)) experiment.variants = {};
+      if (Object.keys(data).length) experiment.variants[key] = data;
+      else delete experiment.variants[key];
+    };
+    const remove =
+      onRemove &&
+      button(
+        `Remove data of “${key}”`,
+        () => {
+          if (isObject(experiment.variants)) delete experiment.variants[key];
+          onRemove();
+        },
+        { class: "ze-remove" },
+      );
+    return h(
+      "fieldset",
+      { class: "ze-nested ze-experiment-variant", "data-path": path },
+      h("legend", {}, `Experiment variant “${key}”`),
+      note ? h("p", { class: "help" }, note, " ", remove) : null,
+      h("div", { class: "ze-error-slot" }),
+      this.renderObject(component.fields, data, path, { commit: attach, partial: true, inherited: block.data }),
+    );
+  }
+
+  /** "Show only when flag is on": the block reaches only visitors for whom the flag is on. */
+  renderFlag(block, path) {
+    const flags = this.options.flags || [];
+    const id = uid("flag");
+    const hint = h("div", { class: "help", id: `${id}-help` });
+    const describe = () => {
+      const key = typeof block.flag === "string" ? block.flag : null;
+      const flag = key && flags.find((candidate) => candidate.key === key);
+      if (!key) hint.textContent = "Every visitor gets this block.";
+      else if (!flag) hint.textContent = `There is no flag “${key}”: no visitor gets this block.`;
+      else {
+        hint.textContent =
+          `Only visitors for whom “${key}” is on get this block; the others get nothing in its place.` +
+          (flag.enabled ? "" : " The flag is off now: no visitor gets it.");
+      }
+    };
+    const select = this.select(
+      id,
+      flags.map((flag) => ({ id: flag.key, label: `${flag.key} — ${flag.name} (${flag.enabled ? "on" : "off"})` })),
+      typeof block.flag === "string" ? block.flag : undefined,
+      (key) => {
+        if (key === undefined) delete block.flag;
+        else block.flag = key;
+        describe();
+      },
+      { blank: "— none: shown to everyone —", missing: (key) => `${key} — missing` },
+    );
+    select.setAttribute("aria-describedby", hint.id);
+    describe();
+    return h(
+      "fieldset",
+      { class: "ze-variants ze-flag" },
+      h("legend", {}, "Feature flag"),
+      h("div", { class: "ze-field", "data-path": `${path}.flag` }, h("label", { for: id }, "Show only when flag is on"), select, hint),
     );
   }
 
@@ -726,17 +901,22 @@ class EntryEditor {
   }
 
   // -- Submitting
+  /** The document to post. A block or variant goes back with every key it came with (an
+   * experiment, a flag, whatever the API adds next), the editor's own keys tidied. */
   serialize() {
     const zones = {};
     for (const [name, blocks] of Object.entries(this.doc.zones)) {
       zones[name] = blocks.map((block) => {
-        const out = { ...(block.id ? { id: block.id } : {}), component: block.component, data: block.data || {} };
-        const variants = (block.variants || []).map((variant) => ({
-          ...(variant.id ? { id: variant.id } : {}),
-          ...(variant.name ? { name: variant.name } : {}),
-          segments: variant.segments || [],
-          data: variant.data || {},
-        }));
+        const { variants: _variants, ...out } = block;
+        if (!out.id) delete out.id;
+        out.data = block.data || {};
+        const variants = (Array.isArray(block.variants) ? block.variants : []).map((variant) => {
+          if (!isObject(variant)) return variant;
+          const kept = { ...variant, segments: variant.segments || [], data: variant.data || {} };
+          if (!kept.id) delete kept.id;
+          if (!kept.name) delete kept.name;
+          return kept;
+        });
         if (variants.length) out.variants = variants;
         return out;
       });
