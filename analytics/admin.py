@@ -2,13 +2,18 @@
 
 The journey report is the roll-ups' changelist: roll-up rows are machine-written and not worth
 browsing one by one, while the charts drawn from them are what marketers come for. It reads the
-same selectors as the REST reports (`analytics.reports`).
+same selectors as the REST reports (`analytics.reports`, `analytics.nps`).
+
+One date range drives every chart on it: journey stages, an event over time, and NPS over time
+and per lifecycle stage of the respondents. Each NPS period links to the same report for that
+period alone (by day), so a dip in NPS can be read against that period's journey.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin
@@ -21,13 +26,18 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from analytics.models import DroppedEvents, EventRollup, EventType, Interval, JourneyStage
+from analytics.nps import NpsReport, bucket_after, nps_report
 from analytics.reports import journeys, timeseries
 from analytics.selectors import event_type_catalog_forget
 from analytics.services import event_type_save
 from cmsproject.admin import ReadOnlyAdmin
 from cmsproject.errors import ValidationError
+from customers.models import LifecycleStage
 
 DEFAULT_REPORT_DAYS = 30
+ONE_DAY = timedelta(days=1)
+DEFAULT_NPS_INTERVAL = "week"  # daily NPS of a month is mostly noise
+NPS_INTERVALS = [("day", "per day"), ("week", "per week"), ("month", "per month")]
 
 
 class EventTypeForm(forms.ModelForm):
@@ -89,6 +99,10 @@ class JourneyReportForm(forms.Form):
     interval = forms.ChoiceField(
         choices=[(Interval.DAY, "per day"), (Interval.HOUR, "per hour")], initial=Interval.DAY
     )
+    # Not required: links to the report made before NPS was on it must still work.
+    nps_interval = forms.ChoiceField(
+        label="NPS over time", choices=NPS_INTERVALS, initial=DEFAULT_NPS_INTERVAL, required=False
+    )
 
     def __init__(self, *args: Any, event_names: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -122,6 +136,7 @@ class JourneyReportAdmin(ReadOnlyAdmin):
             "date_to": today,
             "event": event_names[0] if event_names else "",
             "interval": Interval.DAY,
+            "nps_interval": DEFAULT_NPS_INTERVAL,
         }
         form = JourneyReportForm(
             request.GET if "date_from" in request.GET else initial, event_names=event_names
@@ -157,6 +172,9 @@ class JourneyReportAdmin(ReadOnlyAdmin):
                 series = timeseries(
                     event=data["event"], interval=data["interval"], start=start, end=end
                 )
+            nps = nps_report(
+                start=start, end=end, interval=data["nps_interval"] or DEFAULT_NPS_INTERVAL
+            )
         except ValidationError as exc:
             form.add_error(None, "; ".join(e.detail for e in exc.errors) or exc.detail)
             return None
@@ -167,4 +185,51 @@ class JourneyReportAdmin(ReadOnlyAdmin):
             "series": [
                 {"bucket": point["bucket"].isoformat(), "count": point["count"]} for point in series
             ],
+            "nps": _nps_for_page(nps, data),
         }
+
+
+def _nps_for_page(nps: NpsReport, data: dict[str, Any]) -> dict[str, Any]:
+    """The NPS report as the page shows it: each period with its dates (cut to the range asked
+    for) and a link to the report of that period alone, by day."""
+    first, last = data["date_from"], data["date_to"]
+    series = []
+    for point in nps["series"]:
+        period_first = max(point["bucket"].date(), first)
+        period_last = (
+            min(bucket_after(point["bucket"], nps["interval"]).date(), last + ONE_DAY) - ONE_DAY
+        )
+        query = {
+            "date_from": period_first.isoformat(),
+            "date_to": period_last.isoformat(),
+            "event": data["event"],
+            "interval": data["interval"],
+            "nps_interval": "day",
+        }
+        series.append(
+            {
+                "bucket": point["bucket"].isoformat(),
+                "label": point["bucket"].date().isoformat(),
+                "period": period_first.isoformat()
+                if period_first == period_last
+                else f"{period_first.isoformat()} to {period_last.isoformat()}",
+                "nps": point["nps"],
+                "responses": point["responses"],
+                "href": "?" + urlencode(query),
+            }
+        )
+    stage_labels = dict(LifecycleStage.choices)
+    return {
+        "interval": nps["interval"],
+        "nps": nps["nps"],
+        "responses": nps["responses"],
+        "promoters": nps["promoters"],
+        "passives": nps["passives"],
+        "detractors": nps["detractors"],
+        "sentiment": dict(nps["sentiment"]),
+        "series": series,
+        "by_stage": [
+            {**stage, "label": stage_labels.get(stage["stage"], stage["stage"].capitalize())}
+            for stage in nps["by_stage"]
+        ],
+    }

@@ -1,4 +1,4 @@
-"""GraphQL of analytics: the funnel report (staff with `analytics.view_event`)."""
+"""GraphQL of analytics: the funnel and NPS reports (staff with `analytics.view_event`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import graphene
 
+from analytics.nps import DEFAULT_INTERVAL, nps_report
 from analytics.reports import funnel, window_parse
 from cmsproject.errors import FieldError, Forbidden, ValidationError
 
@@ -19,6 +20,41 @@ class FunnelStep(graphene.ObjectType):
     conversion_rate = graphene.Float(
         required=True, description="This step's count over the first step's."
     )
+
+
+class NpsBucket(graphene.ObjectType):
+    bucket = graphene.DateTime(required=True, description="Start of the UTC bucket.")
+    nps = graphene.Float(description="Null when nobody answered.")
+    responses = graphene.Int(required=True)
+
+
+class NpsStage(graphene.ObjectType):
+    stage = graphene.String(
+        required=True, description="The respondents' lifecycle stage when they answered."
+    )
+    nps = graphene.Float()
+    responses = graphene.Int(required=True)
+
+
+class NpsSentiment(graphene.ObjectType):
+    positive = graphene.Int(required=True)
+    neutral = graphene.Int(required=True)
+    negative = graphene.Int(required=True)
+    pending = graphene.Int(required=True, description="Not read by the sentiment job yet.")
+
+
+class Nps(graphene.ObjectType):
+    nps = graphene.Float(description="% promoters - % detractors; null without answers.")
+    responses = graphene.Int(required=True)
+    promoters = graphene.Int(required=True)
+    passives = graphene.Int(required=True)
+    detractors = graphene.Int(required=True)
+    series = graphene.List(graphene.NonNull(NpsBucket), required=True)
+    by_stage = graphene.List(graphene.NonNull(NpsStage), required=True)
+    sentiment = graphene.Field(NpsSentiment, required=True)
+    start = graphene.DateTime(required=True)
+    end = graphene.DateTime(required=True)
+    interval = graphene.String(required=True)
 
 
 def _require_report_reader(info: graphene.ResolveInfo) -> None:
@@ -73,3 +109,22 @@ class AnalyticsQueries(graphene.ObjectType):
             start=from_,
             end=to,
         )
+
+    nps = graphene.Field(
+        Nps,
+        description="Net Promoter Score of the answers in [start, end) (default: last 30 days).",
+        start=graphene.DateTime(),
+        end=graphene.DateTime(),
+        interval=graphene.String(description="day, week or month (default day)."),
+    )
+
+    @staticmethod
+    def resolve_nps(
+        root: Any,
+        info: graphene.ResolveInfo,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        interval: str | None = None,
+    ) -> Any:
+        _require_report_reader(info)
+        return nps_report(start=start, end=end, interval=interval or DEFAULT_INTERVAL)

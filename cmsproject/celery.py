@@ -59,6 +59,13 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute="*/5"),
         "options": {"expires": 4 * 60},
     },
+    # Sentiment and key phrases of new feedback. A run stops after about 20 s (the embedded beat
+    # runs jobs one after another, the events drain among them); the next run carries on.
+    "feedback-sentiment-score": {
+        "task": "customers.feedback_tasks.feedback_sentiment_score_task",
+        "schedule": crontab(minute="*/10"),
+        "options": {"expires": 9 * 60},
+    },
     "segments-recompute-all": {
         "task": "segmentation.tasks.segments_recompute_all_task",
         "schedule": crontab(minute="*/15"),

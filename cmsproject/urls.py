@@ -32,6 +32,7 @@ urlpatterns = [
     path("api/v1/", include("customers.feedback_api")),
     path("api/v1/", include("customers.sessions_api")),
     path("api/v1/", include("analytics.api.urls")),
+    path("api/v1/", include("analytics.api.nps")),
     path("api/v1/", include("content.api.urls")),
     path("api/v1/", include("segmentation.urls")),
     path("api/v1/", include("experiments.urls")),

@@ -12,6 +12,7 @@ from customers.export import (
     export_snapshot_format,
     export_snapshots_prune,
 )
+from customers.feedback_tasks import feedback_sentiment_score_task  # noqa: F401 - registers the task with workers
 
 
 @shared_task
@@ -40,4 +41,9 @@ def notification_deliver_task(self, notification_id: int) -> str:
         return notification_deliver(notification_id=notification_id, final_attempt=final)
     except TemporaryFailure as exc:
         delay = min(600, 5 * 2**self.request.retries)
+        if self.request.is_eager:
+            # Run in-process (embedded mode, tests): there is no broker to wait in, and a raised
+            # Retry would escape `apply()` (eager propagation) and end the sends. A returned one
+            # is re-applied by `apply()` at once, so the attempts still count to the maximum.
+            return self.retry(exc=exc, countdown=delay, throw=False)
         raise self.retry(exc=exc, countdown=delay) from exc

@@ -77,7 +77,7 @@ TO = OpenApiParameter(
 )
 
 
-def _moment(params: Any, attr: str) -> datetime | None:
+def moment_param(params: Any, attr: str) -> datetime | None:
     raw = params.get(attr)
     if raw is None or raw == "":
         return None
@@ -105,8 +105,8 @@ def _moment(params: Any, attr: str) -> datetime | None:
 
 def _range(request: Request) -> dict[str, datetime | None]:
     return {
-        "start": _moment(request.query_params, "from"),
-        "end": _moment(request.query_params, "to"),
+        "start": moment_param(request.query_params, "from"),
+        "end": moment_param(request.query_params, "to"),
     }
 
 
