@@ -4,6 +4,8 @@ would be, plus the one thing a shop's backend does for it: report purchases.
 The page (templates/storefront/) fetches its content from `/api/v1/deliver/`, lists products from
 `/api/v1/content/product/`, posts `page_view` events, and holds a WebSocket subscribed to
 `customer:me` and its content topic: a segment change or a publish re-renders the page live.
+Its cart is the state of a cross-device session (`/api/v1/sessions/<token>/state/`, live on
+`session:<token>`); a "Continue on another device" link carries the token to another browser.
 
 Purchases go through `POST /demo/purchase/`, which plays the shop backend: it prices the product
 from the published catalogue (never from the browser) and posts the `purchase` event to the
