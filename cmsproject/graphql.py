@@ -16,8 +16,8 @@ from typing import Any
 
 import graphene
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
-from graphene_django.views import GraphQLView
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from graphene_django.views import GraphQLView, HttpError
 from graphql import GraphQLError, ValidationRule, specified_rules
 from graphql.language import (
     FieldNode,
@@ -110,6 +110,14 @@ class CmsGraphQLView(GraphQLView):
     # graphene passes these to graphql-core's validate(), which then runs *only* these: the
     # specification's rules must be listed too, or invalid queries would execute.
     validation_rules = (*specified_rules, QueryLimitsRule)
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        try:
+            return super().parse_body(request)
+        except RecursionError:  # nested deeper than the JSON decoder follows: a bad body
+            raise HttpError(
+                HttpResponseBadRequest("POST body sent invalid JSON: nested too deeply.")
+            ) from None
 
     @staticmethod
     def format_error(error: Exception) -> dict[str, Any]:

@@ -245,7 +245,7 @@ REST_FRAMEWORK = {
         "cmsproject.throttling.UserThrottle",
         "cmsproject.throttling.ApiKeyThrottle",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["cmsproject.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "cmsproject.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,

@@ -12,7 +12,6 @@ from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ParseError, Throttled
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -45,6 +44,7 @@ from cmsproject.errors import (
 )
 from cmsproject.fastpath import served_before_drf
 from cmsproject.pagination import CursorPagination
+from cmsproject.parsers import JSONParser
 from cmsproject.throttling import (
     ApiKeyThrottle,
     EventsIngestThrottle,
@@ -162,8 +162,8 @@ class AnonymousEventIngest:
             return None
         try:
             event = _json_decode(request.body.decode())
-        except (ValueError, RequestDataTooBig):
-            return None
+        except (ValueError, RequestDataTooBig, RecursionError):
+            return None  # DRF answers it (a 400; 413 for a body over the limit)
         return event if isinstance(event, dict) else None
 
     def _renders_json(self, request: HttpRequest) -> bool:
