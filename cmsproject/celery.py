@@ -46,6 +46,12 @@ app.conf.beat_schedule = {
         "schedule": 5.0,
         "options": {"expires": 5},
     },
+    # A safety net: notifications whose task was lost (a worker died before sending) go again.
+    "notifications-pending": {
+        "task": "customers.tasks.notifications_pending_task",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     # A safety net: renditions of an upload whose task was lost (worker died) are made here.
     "media-renditions-pending": {
         "task": "content.tasks.media_renditions_pending_task",

@@ -25,6 +25,8 @@ ROLE_PERMISSIONS: dict[str, dict[str, frozenset[str]]] = {
         "segmentation": ALL,
         "experiments": ALL,
         "customers": frozenset({"view", "change", "export"}),
+        # Marketers run customer care in the admin: they open and move support tickets.
+        "customers.ticket": frozenset({"view", "add", "change"}),
         "analytics": READ,
     },
     "Developer": {

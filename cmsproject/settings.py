@@ -328,6 +328,10 @@ if os.environ.get("EMAIL_HOST"):
     EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# Any Django email backend by name (e.g. the file backend with EMAIL_FILE_PATH, for a staging box).
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", EMAIL_BACKEND)
+if os.environ.get("EMAIL_FILE_PATH"):
+    EMAIL_FILE_PATH = os.environ["EMAIL_FILE_PATH"]
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "shop@example.com")
 # Channel name -> adapter class. A new channel is an adapter (customers.notifications.Channel) and
 # a line here (or in CMS_NOTIFICATION_CHANNELS="name=dotted.Path,..."), never a change elsewhere.

@@ -11,13 +11,22 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
 from analytics.privacy import events_anonymize_customer
 from cmsproject.audit import audit_record
 from cmsproject.errors import NotFound
-from customers.models import AnonymousId, Consent, Customer
+from customers.models import (
+    AnonymousId,
+    Consent,
+    Customer,
+    Feedback,
+    Notification,
+    Ticket,
+    TicketStatusChange,
+)
 from customers.selectors import anonymous_link_forget
 
 
@@ -46,6 +55,7 @@ def customer_erase(*, customer: Customer, actor: Any, request: HttpRequest | Non
         AnonymousId.objects.filter(customer=locked).delete()
         transaction.on_commit(lambda: anonymous_link_forget(anonymous_ids=anonymous_ids))
         login_disabled = _login_disable(locked.user) if locked.user_id else False
+        engagement = _engagement_erase(locked, anonymous_ids)
 
         locked.email = ""
         locked.name = ""
@@ -78,10 +88,47 @@ def customer_erase(*, customer: Customer, actor: Any, request: HttpRequest | Non
                 "rollups": anonymized.rollups,
                 "anonymous_ids": len(anonymous_ids),
                 "login_disabled": login_disabled,
+                **engagement,
             },
             request=request,
         )
     customer.refresh_from_db()
+
+
+ERASED_TEXT = "[erased]"
+
+
+def _engagement_erase(customer: Customer, anonymous_ids: list[str]) -> dict[str, int]:
+    """Blank what the customer wrote or was told; keep what was done and when (statuses, times,
+    scores, amounts), so reports and the tickets' timelines still add up. Returns the counts.
+
+    Orders are kept whole: they are financial records a shop must keep for its books (tax law
+    outlives a deletion request, GDPR Art. 17(3)(b)), amounts and lines alike (the lines are
+    what was sold, the audit trail of the amounts). Nothing in them names the person once the
+    profile is blanked: the delivery address, payment details and the like are not stored here.
+    """
+    notifications = Notification.objects.filter(customer=customer)
+    # Unsent ones would go out to a blanked address (or not at all): settled as skipped.
+    notifications.filter(status=Notification.Status.PENDING).update(
+        status=Notification.Status.SKIPPED, reason="the customer was erased"
+    )
+    blanked_notifications = notifications.update(title="", body="", data={})
+    tickets = Ticket.objects.filter(customer=customer)
+    blanked_tickets = tickets.update(subject=ERASED_TEXT, description=ERASED_TEXT)
+    # Agents' notes are about the customer ("sent the photo of the broken mug to ada@...").
+    TicketStatusChange.objects.filter(ticket__customer=customer).exclude(note="").update(
+        note=ERASED_TEXT
+    )
+    # Feedback given before identify (under an anonymous id of theirs) is theirs too.
+    feedback = Feedback.objects.filter(customer=customer)
+    if anonymous_ids:
+        feedback = Feedback.objects.filter(Q(customer=customer) | Q(anonymous_id__in=anonymous_ids))
+    blanked_feedback = feedback.update(comment="", key_phrases=[], anonymous_id="", context={})
+    return {
+        "notifications": blanked_notifications,
+        "tickets": blanked_tickets,
+        "feedback": blanked_feedback,
+    }
 
 
 def _login_disable(user: AbstractBaseUser) -> bool:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -141,11 +143,19 @@ class Message:
     # Transactional messages (an order confirmation) go unless the customer refused the
     # channel; marketing ones need the consent given.
     transactional: bool = True
+    # The channels this kind of message goes on whatever the customer chose (a ticket waiting on
+    # the customer is an in-app message only); None: the customer's channels. Consent still counts.
+    channels: tuple[str, ...] | None = None
 
 
-def _channels_for(customer: Customer, adapters: Mapping[str, Channel]) -> list[str]:
-    chosen = (customer.preferences or {}).get("channels")
-    wanted = chosen if chosen else settings.CMS_NOTIFICATION_DEFAULT_CHANNELS
+def _channels_for(
+    customer: Customer, adapters: Mapping[str, Channel], message: Message
+) -> list[str]:
+    if message.channels is not None:
+        wanted = message.channels
+    else:
+        chosen = (customer.preferences or {}).get("channels")
+        wanted = chosen if chosen else settings.CMS_NOTIFICATION_DEFAULT_CHANNELS
     return [name for name in wanted if name in adapters]
 
 
@@ -173,7 +183,7 @@ def notify(*, customer: Customer, key: str, message: Message) -> list[Notificati
     adapters = channel_adapters()
     consents = dict(customer.consents.values_list("purpose", "granted"))
     rows = []
-    for channel in _channels_for(customer, adapters):
+    for channel in _channels_for(customer, adapters, message):
         reason = _refusal(customer, adapters[channel], consents, message)
         row, created = Notification.objects.get_or_create(
             key=f"{key}:{channel}",
@@ -201,6 +211,7 @@ def notification_deliver(*, notification_id: int, final_attempt: bool = False) -
     the row. Runs in a task: a row already sent (a retried or duplicated task) is left alone,
     and the row is locked while sending so two workers cannot both send it. Raises
     TemporaryFailure for the task to retry, unless `final_attempt`."""
+    retry: TemporaryFailure | None = None
     with transaction.atomic():
         notification = (
             Notification.objects.select_for_update()
@@ -223,16 +234,53 @@ def notification_deliver(*, notification_id: int, final_attempt: bool = False) -
             if final_attempt:
                 notification.status = Notification.Status.FAILED
             else:
-                notification.save(update_fields=["attempts", "reason"])
-                raise
+                retry = exc  # raised once the attempt is recorded: inside, it would roll back
         else:
             notification.status, notification.sent_at = Notification.Status.SENT, timezone.now()
             notification.reason = ""
         notification.save(update_fields=["attempts", "reason", "status", "sent_at"])
-        return notification.status
+    if retry is not None:
+        raise retry
+    return notification.status
+
+
+def customer_inbox(*, customer: Customer, unread: bool = False) -> QuerySet[Notification]:
+    """The customer's in-app notifications (their inbox), newest first: those sent or on their
+    way, not those skipped or failed."""
+    inbox = Notification.objects.filter(
+        customer=customer,
+        channel="in_app",
+        status__in=[Notification.Status.PENDING, Notification.Status.SENT],
+    ).order_by("-id")
+    return inbox.filter(read_at__isnull=True) if unread else inbox
 
 
 def notifications_mark_read(*, customer: Customer, ids: Iterable[int]) -> int:
     return Notification.objects.filter(
         customer=customer, channel="in_app", pk__in=list(ids), read_at__isnull=True
     ).update(read_at=timezone.now())
+
+
+# A pending row older than this has outlived its task's retries (5 s doubling, capped at 600 s,
+# CMS_NOTIFICATION_MAX_ATTEMPTS times): its task was lost.
+PENDING_LOST_AFTER = timedelta(minutes=30)
+PENDING_GIVE_UP_AFTER = timedelta(days=2)
+
+
+def notifications_pending_resend(*, now: datetime | None = None) -> int:
+    """Enqueue again each notification still pending long after it was written (its task was
+    lost with a worker); one that stayed pending for days is failed instead. Sending stays
+    at-most-once: `notification_deliver` sends only a row that is still pending."""
+    from customers.tasks import notification_deliver_task
+
+    now = now or timezone.now()
+    stale = Notification.objects.filter(
+        status=Notification.Status.PENDING, created_at__lt=now - PENDING_LOST_AFTER
+    )
+    stale.filter(created_at__lt=now - PENDING_GIVE_UP_AFTER).update(
+        status=Notification.Status.FAILED, reason="never sent: gave up after two days"
+    )
+    ids = list(stale.values_list("pk", flat=True)[:1000])
+    for notification_id in ids:
+        enqueue_on_commit(notification_deliver_task, notification_id)
+    return len(ids)

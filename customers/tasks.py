@@ -47,3 +47,11 @@ def notification_deliver_task(self, notification_id: int) -> str:
             # is re-applied by `apply()` at once, so the attempts still count to the maximum.
             return self.retry(exc=exc, countdown=delay, throw=False)
         raise self.retry(exc=exc, countdown=delay) from exc
+
+
+@shared_task(ignore_result=True)
+def notifications_pending_task() -> int:
+    """Beat: re-enqueue notifications left pending past their retries' reach (a lost task)."""
+    from customers.notifications import notifications_pending_resend
+
+    return notifications_pending_resend()
