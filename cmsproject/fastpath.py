@@ -9,6 +9,7 @@ exactly as before. Measured in bench/README.md.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -43,3 +44,11 @@ def served_before_drf(drf_view: Any, *, methods: Iterable[str], answer: Answer) 
     view.initkwargs = drf_view.initkwargs  # type: ignore[attr-defined]
     view.csrf_exempt = True  # type: ignore[attr-defined]
     return view
+
+
+def throttled_response(retry_after: float) -> HttpResponse:
+    """The 429 an answer gives when `anonymous_throttle_then_get` says the budget is spent, as
+    DRF's throttle would answer it."""
+    response = problem_response(429, "Request was throttled.", code="throttled")
+    response["Retry-After"] = str(math.ceil(retry_after))
+    return response

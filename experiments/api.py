@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
@@ -18,13 +19,17 @@ from rest_framework.views import APIView
 
 from cmsproject.auth import StaffModelPermission
 from cmsproject.errors import FieldError, NotFound, ValidationError
+from cmsproject.fastpath import served_before_drf, throttled_response
 from cmsproject.pagination import PageNumberPagination
+from cmsproject.throttling import anonymous_throttle_then_get
 from experiments.models import KEY_VALIDATOR, Experiment, FeatureFlag
 from experiments.selectors import (
+    EXPERIMENT_RULES_KEY,
+    FLAG_RULES_KEY,
+    ExperimentRule,
     assignment_for,
     experiment_rules,
-    flag_rules,
-    flag_value,
+    flag_values,
     needs_segments,
     unit_clean,
     unit_segments,
@@ -276,15 +281,44 @@ class AssignmentApi(APIView):
         "declared it is the winner for everyone.",
     )
     def get(self, request: Request, key: str) -> Response:
-        unit = unit_param(request)
-        rule = experiment_rules().get(key)
-        if rule is None:
-            raise NotFound(f"No experiment '{key}'.")
-        segments = unit_segments(unit) if needs_segments([rule]) else []
-        assignment = assignment_for(rule, unit=unit, segments=segments)
-        return Response(
-            {"experiment": key, "variant": assignment.variant, "reason": assignment.reason}
+        return Response(assignment_body(key=key, unit=unit_param(request)))
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        """An SDK's call without credentials is answered before DRF: the anonymous throttle and
+        the cached rules in one Redis round trip (bench/README.md, "Experiments")."""
+        return served_before_drf(
+            super().as_view(**initkwargs), methods=("GET",), answer=_anonymous_assignment
         )
+
+
+def assignment_body(
+    *, key: str, unit: str, rules: dict[str, ExperimentRule] | None = None
+) -> dict[str, Any]:
+    rule = experiment_rules(prefetched=rules).get(key)
+    if rule is None:
+        raise NotFound(f"No experiment '{key}'.")
+    segments = unit_segments(unit) if needs_segments([rule]) else []
+    assignment = assignment_for(rule, unit=unit, segments=segments)
+    return {"experiment": key, "variant": assignment.variant, "reason": assignment.reason}
+
+
+def _anonymous_assignment(request: HttpRequest, key: str) -> HttpResponse:
+    unit = unit_clean(request.GET.get("unit"))
+    retry_after, rules = anonymous_throttle_then_get(request, EXPERIMENT_RULES_KEY)
+    if retry_after is not None:
+        return throttled_response(retry_after)
+    return JsonResponse(assignment_body(key=key, unit=unit, rules=rules))
+
+
+def _anonymous_flags(request: HttpRequest) -> HttpResponse | None:
+    if "unit" not in request.GET:
+        return None  # the staff list: DRF answers (401 here)
+    unit = unit_clean(request.GET.get("unit"))
+    retry_after, rules = anonymous_throttle_then_get(request, FLAG_RULES_KEY)
+    if retry_after is not None:
+        return throttled_response(retry_after)
+    return JsonResponse(flag_values(unit=unit, rules=rules))
 
 
 class FlagSerializer(serializers.ModelSerializer):
@@ -331,6 +365,13 @@ class FlagAccess:
 class FlagListApi(APIView):
     """`?unit=`: every flag's value for a unit (anyone). Without it: the flags (staff)."""
 
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        """`?unit=` without credentials is answered before DRF, as `/assignment/` is."""
+        return served_before_drf(
+            super().as_view(**initkwargs), methods=("GET",), answer=_anonymous_flags
+        )
+
     def get_permissions(self) -> list[Any]:
         if self.request.method == "GET" and "unit" in self.request.query_params:
             return [AllowAny()]
@@ -347,15 +388,7 @@ class FlagListApi(APIView):
     )
     def get(self, request: Request) -> Response:
         if "unit" in request.query_params:
-            unit = unit_param(request)
-            rules = flag_rules()
-            segments = unit_segments(unit) if needs_segments(rules.values()) else []
-            return Response(
-                {
-                    key: flag_value(rule, unit=unit, segments=segments)
-                    for key, rule in sorted(rules.items())
-                }
-            )
+            return Response(flag_values(unit=unit_param(request)))
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(
             FeatureFlag.objects.select_related("segment").order_by("key"), request, view=self

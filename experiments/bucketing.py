@@ -39,6 +39,8 @@ def unit_hash(seed: str, unit: str) -> float:
 
 
 def in_traffic(key: str, unit: str, traffic: float) -> bool:
+    if traffic >= 1:  # every hash is below 1: no need to compute it
+        return True
     return traffic > 0 and unit_hash(TRAFFIC_SEED_PREFIX + key, unit) < traffic
 
 

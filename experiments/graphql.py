@@ -11,11 +11,8 @@ from graphene.types.generic import GenericScalar
 from cmsproject.errors import Forbidden, NotFound
 from experiments.models import Experiment
 from experiments.selectors import (
-    flag_rules,
-    flag_value,
-    needs_segments,
+    flag_values,
     unit_clean,
-    unit_segments,
 )
 from experiments.services import results_body
 
@@ -106,9 +103,4 @@ class ExperimentQueries(graphene.ObjectType):
     @staticmethod
     def resolve_flags(root: Any, info: graphene.ResolveInfo, unit: str) -> dict[str, Any]:
         unit = unit_clean(unit)
-        rules = flag_rules()
-        segments = unit_segments(unit) if needs_segments(rules.values()) else []
-        return {
-            key: flag_value(rule, unit=unit, segments=segments)
-            for key, rule in sorted(rules.items())
-        }
+        return flag_values(unit=unit)

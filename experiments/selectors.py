@@ -55,8 +55,12 @@ class FlagRule:
     weights: tuple[float, ...]
 
 
-def experiment_rules() -> dict[str, ExperimentRule]:
-    rules = cache.get(EXPERIMENT_RULES_KEY)
+def experiment_rules(
+    *, prefetched: dict[str, ExperimentRule] | None = None
+) -> dict[str, ExperimentRule]:
+    """Every experiment's rules by key; `prefetched`: the cache's value, read by the caller in
+    its own round trip (None: read it here)."""
+    rules = prefetched if prefetched is not None else cache.get(EXPERIMENT_RULES_KEY)
     if rules is None:
         rules = {
             experiment.key: ExperimentRule(
@@ -76,8 +80,9 @@ def experiment_rules() -> dict[str, ExperimentRule]:
     return rules
 
 
-def flag_rules() -> dict[str, FlagRule]:
-    rules = cache.get(FLAG_RULES_KEY)
+def flag_rules(*, prefetched: dict[str, FlagRule] | None = None) -> dict[str, FlagRule]:
+    """Every flag's rules by key; `prefetched` as for `experiment_rules`."""
+    rules = prefetched if prefetched is not None else cache.get(FLAG_RULES_KEY)
     if rules is None:
         rules = {
             flag.key: FlagRule(
@@ -155,3 +160,12 @@ def unit_clean(raw: str | None) -> str:
             errors=[FieldError("unit", "invalid", f"1-{MAX_UNIT_LENGTH} characters.")],
         )
     return unit
+
+
+def flag_values(*, unit: str, rules: dict[str, FlagRule] | None = None) -> dict[str, bool | str]:
+    """Every flag's value for `unit` (REST `/flags/?unit=`, GraphQL `flags`)."""
+    rules = flag_rules(prefetched=rules)
+    segments = unit_segments(unit) if needs_segments(rules.values()) else []
+    return {
+        key: flag_value(rule, unit=unit, segments=segments) for key, rule in sorted(rules.items())
+    }

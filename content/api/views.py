@@ -7,7 +7,6 @@ editors (staff with the view permission on entries, `content:write` keys) get th
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import Any
 
@@ -24,9 +23,8 @@ from cmsproject.errors import (
     FieldError,
     NotFound,
     ValidationError,
-    problem_response,
 )
-from cmsproject.fastpath import served_before_drf
+from cmsproject.fastpath import served_before_drf, throttled_response
 from cmsproject.pagination import CursorPagination, PageNumberPagination
 from cmsproject.throttling import anonymous_throttle_then_get, anonymous_throttle_then_get_many
 from content import cache as content_cache
@@ -334,9 +332,7 @@ def _anonymous_read(request: HttpRequest, type_api_id: str, slug: str) -> HttpRe
     key = content_cache.live_key(type_api_id, slug, locale)
     retry_after, value = anonymous_throttle_then_get(request, key)
     if retry_after is not None:
-        response = problem_response(429, "Request was throttled.", code="throttled")
-        response["Retry-After"] = str(math.ceil(retry_after))
-        return response
+        return throttled_response(retry_after)
     if value:
         cached = CachedResponse.from_value(value)
     else:
@@ -521,9 +517,7 @@ def _anonymous_deliver(request: HttpRequest, type_api_id: str, slug: str) -> Htt
     live_key = content_cache.live_key(type_api_id, slug, locale)
     retry_after, values = anonymous_throttle_then_get_many(request, [live_key, *audience_keys])
     if retry_after is not None:
-        response = problem_response(429, "Request was throttled.", code="throttled")
-        response["Retry-After"] = str(math.ceil(retry_after))
-        return response
+        return throttled_response(retry_after)
     audience = audience_for(
         user=None,
         anonymous_id=anonymous_id,

@@ -384,3 +384,25 @@ def test_a_targeted_segment_cannot_be_deleted(staff_client, catalog):
     staff_client.post("/api/v1/experiments/", experiment_body(segment="testers"), format="json")
     refused = staff_client.delete("/api/v1/segments/testers/")
     assert refused.status_code == 409, refused.content
+
+
+def test_anonymous_assignment_and_flags_are_throttled_and_need_no_sql_when_warm(
+    staff_client, catalog, settings, django_assert_num_queries
+):
+    staff_client.post("/api/v1/experiments/", experiment_body(status="running"), format="json")
+    staff_client.post(
+        "/api/v1/flags/", {"key": "nav", "name": "Nav", "enabled": True}, format="json"
+    )
+    settings.CMS_THROTTLE_RATES = {**settings.CMS_THROTTLE_RATES, "anon": "4/min"}
+    anonymous = APIClient()
+    url = "/api/v1/experiments/checkout-copy/assignment/?unit=u1"
+    first = anonymous.get(url).json()  # warms the rules cache
+    flags = anonymous.get("/api/v1/flags/?unit=u1").json()
+    with django_assert_num_queries(0):
+        again = anonymous.get(url)
+        flags_again = anonymous.get("/api/v1/flags/?unit=u1")
+    assert again.json() == first and first["reason"] == "assigned"
+    assert flags_again.json() == flags == {"nav": True}
+    throttled = anonymous.get(url)
+    assert throttled.status_code == 429 and int(throttled["Retry-After"]) >= 1
+    assert throttled["Content-Type"].startswith(PROBLEM)
