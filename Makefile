@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install lint format schemas bench clean
+.PHONY: run test install lint format schemas bench clean backup restore
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,18 @@ schemas: install
 bench: install
 	@command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/floor.py
+
+## Back up the database and the media into one archive: $(BACKUP_DIR)cms-<UTC time>.tar.gz.
+BACKUP_DIR ?= backups/
+backup: install
+	$(BIN)/python -m cmsproject.backup dump --dir $(BACKUP_DIR)
+
+## Restore an archive into an empty database (TARGET_DATABASE_URL, else DATABASE_URL or the
+## embedded SQLite file) and MEDIA_ROOT; FORCE=1 replaces a non-empty one. The tool reads the URL
+## from the environment: set it before `make` when it holds a password, not as a make argument.
+restore: install
+	@test -n "$(ARCHIVE)" || { echo "usage: [TARGET_DATABASE_URL=...] make restore ARCHIVE=backups/cms-<time>.tar.gz [FORCE=1]"; exit 2; }
+	$(BIN)/python -m cmsproject.backup restore $(ARCHIVE) $(if $(FORCE),--force)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest-db.sqlite3*
