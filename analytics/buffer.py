@@ -18,11 +18,14 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import redis
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +74,8 @@ class EventBuffer(Protocol):
     def ack(self, entry_ids: list[str]) -> None: ...
 
     def pending_count(self) -> int: ...
+
+    def oldest_entry_at(self) -> datetime | None: ...
 
 
 # `json.dumps(event, separators=(",", ":"))` without building an encoder per event.
@@ -150,7 +155,14 @@ class RedisStreamBuffer:
         (bench/README.md). Thread-safe: a single-connection client holds a lock per command."""
         if self._own_client is None:
             self._own_client = redis.Redis.from_url(
-                self.url, single_connection_client=True, **REDIS_TIMEOUTS
+                self.url,
+                single_connection_client=True,
+                # A pool checks a connection when it hands it out; this one is never checked, so
+                # a connection Redis dropped (a restart, an idle timeout) fails its next command:
+                # reconnect and send it again, once. At worst an event is appended twice, and the
+                # drain stores each event id once.
+                retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+                **REDIS_TIMEOUTS,
             )
         return self._own_client
 
@@ -167,6 +179,19 @@ class RedisStreamBuffer:
     def read(self, *, count: int, block_ms: int = 0) -> list[Entry]:
         """Own pending entries first (a retry after a failed batch), then entries left pending by
         dead consumers, then new ones."""
+        try:
+            return self._read(count=count, block_ms=block_ms)
+        except redis.ResponseError as exc:
+            if not str(exc).startswith("NOGROUP"):
+                raise
+            # Redis lost the stream with its group (restarted without persistence, flushed): what
+            # was appended since is in a new stream that no group reads yet. Make the group again,
+            # from the stream's first entry, instead of failing every drain until a restart.
+            logger.warning("The events stream lost its consumer group; creating it again")
+            self._group_ready = False
+            return self._read(count=count, block_ms=block_ms)
+
+    def _read(self, *, count: int, block_ms: int) -> list[Entry]:
         self._ensure_group()
         own = self.redis.xreadgroup(GROUP, self.consumer, {self.stream: "0"}, count=count)
         entries = self._entries(own)
@@ -199,6 +224,14 @@ class RedisStreamBuffer:
         """Entries not yet stored: acknowledged entries are deleted, so the stream's length."""
         self._ensure_group()
         return int(self.redis.xlen(self.stream))
+
+    def oldest_entry_at(self) -> datetime | None:
+        """When the oldest entry not yet stored was appended (its id's milliseconds). Read-only."""
+        first = self.redis.xrange(self.stream, count=1)
+        if not first:
+            return None
+        entry_id = first[0][0].decode() if isinstance(first[0][0], bytes) else first[0][0]
+        return datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000, tz=UTC)
 
     def _entries(self, response: Any) -> list[Entry]:
         if not response:
@@ -304,6 +337,15 @@ class FileBuffer:
         with self._locked() as handle:
             handle.seek(self._offset())
             return sum(1 for line in handle if line.endswith(b"\n"))
+
+    def oldest_entry_at(self) -> datetime | None:
+        """When the oldest entry not yet drained was received (its `receivedAt`). Read-only."""
+        entries = self.read(count=1)
+        event = entries[0].event if entries else None
+        try:
+            return datetime.fromisoformat(event["receivedAt"]) if event else None
+        except (KeyError, TypeError, ValueError):
+            return None
 
 
 _buffer: EventBuffer | None = None

@@ -140,7 +140,10 @@ def _store(entries: list[Entry], buffer: EventBuffer) -> DrainReport:
         record_customer_activity(new_rows)
         _count_dropped(dropped)
         entry_ids = [entry.entry_id for entry in entries]
-        transaction.on_commit(lambda: buffer.ack(entry_ids))
+        # Robust: if Redis fails between the commit and the acknowledgement, the rows are stored
+        # and must still be announced (the ingest hook runs only for newly inserted rows); the
+        # entries stay pending and their next read inserts nothing.
+        transaction.on_commit(lambda: buffer.ack(entry_ids), robust=True)
         transaction.on_commit(lambda: _announce(new_rows))
     return report
 

@@ -8,11 +8,13 @@ client ever sees an HTML page or a traceback.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions as drf_exceptions
@@ -21,6 +23,10 @@ from rest_framework.response import Response
 logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+# The database is down, restarting or refusing connections: the client may try again (503), it
+# did nothing wrong (not a 500). Django's connection health checks reconnect on a later request.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+DATABASE_UNAVAILABLE_DETAIL = "The database is unavailable; try again shortly."
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,15 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
             status=413,
             content_type=PROBLEM_CONTENT_TYPE,
         )
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        view = context.get("view").__class__.__name__
+        logger.warning("Database unavailable in %s: %s", view, exc)
+        set_rollback()
+        return Response(
+            problem_body(503, DATABASE_UNAVAILABLE_DETAIL, code="service-unavailable"),
+            status=503,
+            content_type=PROBLEM_CONTENT_TYPE,
+        )
     if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
         exc = _throttle_failed_authentication(exc, context)
     if isinstance(exc, Http404):
@@ -238,6 +253,10 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> JsonResponse:
+    # Django calls handler500 while it handles the exception, without passing it: a database
+    # outage outside DRF (a session read, the admin, a plain view) is a 503 here too.
+    if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
+        return problem_response(503, DATABASE_UNAVAILABLE_DETAIL, code="service-unavailable")
     return problem_response(500, "An internal error occurred.", code="internal-error")
 
 

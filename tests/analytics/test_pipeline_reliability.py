@@ -44,99 +44,27 @@ from analytics.buffer import GROUP
 from tests.e2e.conftest import (
     _database_create,
     _database_drop,
-    _free_port,
     _redis_forget,
     _with_database,
+)
+from tests.support.cms import gunicorn_start, manage, service_env
+from tests.support.processes import (
+    free_port,
+    log_tail,
+    port_open,
+    process_start,
+    process_stop,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.services, pytest.mark.e2e]
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 REDIS_DB = 9
 DRAIN_TASK = "analytics.tasks.events_drain_task"
 EVENT_TYPE = "reliability_view"
 PROBLEM = "application/problem+json"
 CLAIM_IDLE_MS = 1000  # CMS_EVENTS_CLAIM_IDLE_MS for the workers: the test must not wait 30 s
 RECOVERY_BUDGET_S = 60  # DESIGN.md: roll-ups at most 60 s behind
-
-
-# --- processes ------------------------------------------------------------------------------------
-
-
-def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            argv,
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopped as a whole, nothing else
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=15)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # whatever of the group outlived its leader
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
-
-
-def _tail(log: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _wait_for(condition: Callable[[], Any], timeout: float, what: str, poll: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _gunicorn(env: dict[str, str], log: Path, workers: int) -> tuple[str, subprocess.Popen[bytes]]:
-    port = _free_port(pair=False)
-    argv = [
-        str(BIN / "gunicorn"), "cmsproject.wsgi:application", "--bind", f"127.0.0.1:{port}",
-        "--workers", str(workers), "--log-level", "warning",
-    ]  # fmt: skip
-    proc = _start(argv, env, log)
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            pytest.fail(f"gunicorn exited with {proc.returncode}:\n{_tail(log)}")
-        try:
-            return httpx.get(f"{base}/api/v1/health/", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        _wait_for(healthy, 60, f"gunicorn at {base} to be healthy", poll=0.2)
-    except BaseException:
-        _stop(proc)
-        raise
-    return base, proc
 
 
 # --- the stack: a database, a key prefix, a web server --------------------------------------------
@@ -167,44 +95,6 @@ class Stack:
         import redis
 
         return redis.Redis.from_url(self.redis_url, socket_timeout=5)
-
-
-def _service_env(
-    *, database_url: str, redis_url: str, prefix: str, workdir: Path
-) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CMS_")}
-    env.update(
-        {
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "CMS_CACHE_PREFIX": prefix,
-            "CMS_VAR_DIR": str(workdir / "var"),
-            "CMS_STATIC_MANIFEST": "0",
-            "CMS_EVENTS_CLAIM_IDLE_MS": str(CLAIM_IDLE_MS),
-            "DEBUG": "0",
-            "SECRET_KEY": "reliability-tests-only-0123456789abcdef0123456789",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DJANGO_SETTINGS_MODULE": "cmsproject.settings",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    for scope in ("ANON", "USER", "API_KEY", "EVENTS", "LOGIN"):
-        env[f"CMS_THROTTLE_{scope}"] = "100000/min"
-    return env
-
-
-def _manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"manage.py {args[0]} failed:\n{done.stdout}{done.stderr}"
-    return done.stdout
 
 
 def _forget_queue(redis_url: str, queue: str) -> None:
@@ -240,8 +130,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     database_url = _with_database(os.environ["DATABASE_URL"], database)
     redis_url = _with_database(os.environ["REDIS_URL"], str(REDIS_DB))
     queue = f"reliability-{token}"
-    env = _service_env(
-        database_url=database_url, redis_url=redis_url, prefix=prefix, workdir=workdir
+    env = service_env(
+        database_url=database_url,
+        redis_url=redis_url,
+        prefix=prefix,
+        workdir=workdir,
+        claim_idle_ms=CLAIM_IDLE_MS,
+        secret_key="reliability-tests-only-0123456789abcdef0123456789",
     )
     cleanups: list[Callable[[], None]] = []
     _database_create(database)
@@ -249,8 +144,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     cleanups.append(lambda: _redis_forget(redis_url, prefix))
     cleanups.append(lambda: _forget_queue(redis_url, queue))
     try:
-        _manage(env, "migrate", "--noinput", "-v", "0")
-        out = _manage(
+        manage(env, "migrate", "--noinput", "-v", "0")
+        out = manage(
             env,
             "shell",
             "-c",
@@ -260,8 +155,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "print('KEY=' + raw)",
         )
         api_key = next(line[4:] for line in out.splitlines() if line.startswith("KEY="))
-        base_url, web = _gunicorn(env, workdir / "web.log", workers=2)
-        cleanups.append(lambda: _stop(web))
+        base_url, web = gunicorn_start(env, workdir / "web.log", workers=2)
+        cleanups.append(lambda: process_stop(web))
         yield Stack(env, database_url, redis_url, prefix, queue, base_url, api_key, workdir)
     finally:
         for cleanup in reversed(cleanups):
@@ -319,7 +214,7 @@ def _worker(stack: Stack, name: str) -> subprocess.Popen[bytes]:
         "--loglevel", "INFO",
         "--without-heartbeat", "--without-mingle", "--without-gossip",
     ]  # fmt: skip
-    return _start(argv, stack.env, stack.workdir / f"worker-{name}.log")
+    return process_start(argv, stack.env, stack.workdir / f"worker-{name}.log")
 
 
 @dataclass
@@ -399,7 +294,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice(stack:
         first = _worker(stack, "1")
         workers.append(first)
         drain_soon()
-        _wait_for(lambda: observed.drained(500), 45, "worker 1 to drain the first 500 events")
+        wait_for(lambda: observed.drained(500), 45, "worker 1 to drain the first 500 events")
 
         # Second half: worker 1 reads it, and its INSERT waits behind the test's lock.
         locker.execute(
@@ -409,7 +304,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice(stack:
         assert observed.stream_length() == 500
         drain_soon()
         dead_consumer = f"{socket.gethostname()}-{first.pid}"  # RedisStreamBuffer's default
-        blocked = _wait_for(
+        blocked = wait_for(
             lambda: (
                 observed.pending().get(dead_consumer) == 500
                 and _blocked_inserts(observed, database)
@@ -427,7 +322,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice(stack:
         assert observed.stream_length() == 500
         assert stored_at_kill == 500  # 0 < stored < 950: the first batch committed, not this one
         locker.rollback()  # the "slow database" recovers; the dead worker's transaction aborts
-        _wait_for(lambda: not _blocked_inserts(observed, database), 10, "the dead worker's backend")
+        wait_for(lambda: not _blocked_inserts(observed, database), 10, "the dead worker's backend")
 
         # A new worker is a new consumer: it claims the dead one's entries once they are idle.
         started = time.monotonic()
@@ -438,7 +333,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice(stack:
             assert now < started + RECOVERY_BUDGET_S, (
                 f"not drained within {RECOVERY_BUDGET_S}s: stored {observed.stored()}, stream "
                 f"{observed.stream_length()}, pending {observed.pending()}\n"
-                f"{_tail(stack.workdir / 'worker-2.log')}"
+                f"{log_tail(stack.workdir / 'worker-2.log')}"
             )
             if now >= next_tick:  # as beat would: a drain task every 2 s
                 drain_soon()
@@ -480,7 +375,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice(stack:
             locker.rollback()
         locker.close()
         for worker in workers:
-            _stop(worker)
+            process_stop(worker)
         db.close()
         redis_client.close()
         producer.close()
@@ -549,14 +444,14 @@ def test_one_event_the_database_refuses_does_not_stall_the_events_sent_with_it(s
 
         assert stored == sorted(e["id"] for e in good), (
             f"{len(stored)} of {len(good)} good events stored after {POISON_BUDGET_S}s; worker "
-            f"log:\n{_tail(stack.workdir / 'worker-3.log', 12)}"
+            f"log:\n{log_tail(stack.workdir / 'worker-3.log', 12)}"
         )
         assert redis_client.xlen(stack.stream) == 0
         assert sum(Observed(stack, db, redis_client).pending().values()) == 0
         assert db.execute(dropped_query).fetchone()[0] == dropped_before + 1
     finally:
         if worker is not None:
-            _stop(worker)
+            process_stop(worker)
         with contextlib.suppress(Exception):
             redis_client.delete(stack.stream)  # what could not be drained goes with the test
         db.close()
@@ -570,26 +465,26 @@ def test_one_event_the_database_refuses_does_not_stall_the_events_sent_with_it(s
 @pytest.fixture(scope="module")
 def redis_down_server(stack: Stack) -> Iterator[str]:
     """A web server on the stack's database and a private redis-server, which is then killed."""
-    port = _free_port(pair=False)
+    port = free_port()
     log = stack.workdir / "redis-down.log"
     redis_argv = [
         "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
         "--appendonly", "no", "--daemonize", "no",
     ]  # fmt: skip
-    redis_proc = _start(redis_argv, stack.env, stack.workdir / "private-redis.log")
+    redis_proc = process_start(redis_argv, stack.env, stack.workdir / "private-redis.log")
     web = None
     try:
-        _wait_for(lambda: _port_open(port), 10, "the private redis-server")
+        wait_for(lambda: port_open(port), 10, "the private redis-server")
         env = {**stack.env, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
-        base_url, web = _gunicorn(env, log, workers=1)
+        base_url, web = gunicorn_start(env, log, workers=1)
         os.kill(redis_proc.pid, signal.SIGKILL)
         redis_proc.wait(timeout=10)
-        assert not _port_open(port)
+        assert not port_open(port)
         yield base_url
     finally:
         if web is not None:
-            _stop(web)
-        _stop(redis_proc)
+            process_stop(web)
+        process_stop(redis_proc)
 
 
 def test_with_redis_down_ingestion_answers_503_problem_json(redis_down_server: str):
