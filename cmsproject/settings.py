@@ -362,7 +362,7 @@ STORAGES = {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
             if not env_bool("CMS_STATIC_MANIFEST", not DEBUG)
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            else "cmsproject.staticfiles.GzipManifestStaticFilesStorage"
         )
     },
 }
