@@ -1,4 +1,10 @@
-"""`/ws/v1/live`: one socket per browser or app, many topic subscriptions over it (API.md)."""
+"""`/ws/v1/live`: one socket per browser or app, many topic subscriptions over it (API.md).
+
+Resuming (`subscribe` with `last_id`) on a replayed topic: the socket joins the group first and
+holds the stream's live messages, then reads the history after `last_id`, sends it, and only then
+lets the held messages through, dropping any id the replay already covered. A message published
+while the history is read is therefore in the replay, or live, or both (sent once): never lost.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +20,18 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
+from redis import RedisError
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 
-from cmsproject.realtime import Principal, group_name, remember_socket_loop, topics
+from cmsproject.realtime import (
+    Principal,
+    group_name,
+    live_history,
+    message_order,
+    remember_socket_loop,
+    topics,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +39,7 @@ CLOSE_BAD_TOKEN = 4401
 CLOSE_BAD_ORIGIN = 4403
 MAX_MESSAGE_BYTES = 4096
 MAX_SUBSCRIPTIONS = 100
+MAX_ID_LENGTH = 64
 ANONYMOUS_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
@@ -69,6 +84,8 @@ async def principal_from_scope(scope: dict[str, Any]) -> Principal:
 class LiveConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.subscriptions: dict[str, str] = {}  # stream -> the topic the client subscribed to
+        self.held: dict[str, list[dict[str, Any]]] = {}  # live messages waiting for a replay
+        self.replayed_through: dict[str, tuple[int, int]] = {}  # stream -> newest id replayed
         remember_socket_loop(asyncio.get_running_loop())
         origin = _header(self.scope, b"origin")
         # Clients that send no Origin (apps, servers) rely on their token; a browser's Origin must
@@ -107,16 +124,21 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self._send({"type": "pong"})
         elif action in ("subscribe", "unsubscribe"):
             topic = message.get("topic")
+            last_id = message.get("last_id")
             if not isinstance(topic, str) or not topic or len(topic) > 200:
                 await self._error("bad-request", "`topic` must be a non-empty string.")
+            elif last_id is not None and (
+                not isinstance(last_id, str) or not 0 < len(last_id) <= MAX_ID_LENGTH
+            ):
+                await self._error("bad-request", "`last_id` must be the id of an event.", topic)
             elif action == "subscribe":
-                await self._subscribe(topic)
+                await self._subscribe(topic, last_id)
             else:
                 await self._unsubscribe(topic)
         else:
             await self._error("bad-request", "`action` must be subscribe, unsubscribe or ping.")
 
-    async def _subscribe(self, topic: str) -> None:
+    async def _subscribe(self, topic: str, last_id: str | None = None) -> None:
         matched = topics.match(topic)
         if matched is None:
             await self._error("unknown-topic", f"There is no topic {topic!r}.", topic)
@@ -127,28 +149,79 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if not allowed or stream is None:
             await self._error("forbidden", f"You may not subscribe to {topic!r}.", topic)
             return
+        if stream not in self.subscriptions and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+            await self._error("too-many", f"At most {MAX_SUBSCRIPTIONS} subscriptions.", topic)
+            return
+        if last_id is not None and spec.replay:
+            self.held[stream] = []  # from the group_add on, live messages wait for the replay
         if stream not in self.subscriptions:
-            if len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
-                await self._error("too-many", f"At most {MAX_SUBSCRIPTIONS} subscriptions.", topic)
-                return
             await self.channel_layer.group_add(group_name(stream), self.channel_name)
         self.subscriptions[stream] = topic
         await self._send({"type": "subscribed", "topic": topic})
+        if last_id is None:
+            return
+        if not spec.replay:
+            await self._reset(topic, "This topic keeps no history: fetch the current state.")
+            return
+        await self._replay(stream, topic, last_id)
+
+    async def _replay(self, stream: str, topic: str, last_id: str) -> None:
+        """Send what `stream` had after `last_id`, then the live messages held meanwhile."""
+        try:
+            missed = await asyncio.to_thread(live_history().after, stream, last_id)
+        except RedisError:
+            logger.warning("live history unreadable for %s", stream, exc_info=True)
+            missed = None
+        finally:
+            held = self.held.pop(stream, [])
+        if missed is None:
+            await self._reset(
+                topic, "What followed `last_id` is not kept: fetch the current state."
+            )
+        else:
+            through = message_order(missed[-1]["id"] if missed else last_id)
+            if through is not None:
+                self.replayed_through[stream] = max(
+                    through, self.replayed_through.get(stream, through)
+                )
+            for message in missed:
+                await self._send({**self._event(topic, message), "replayed": True})
+        for message in held:
+            await self.live_event(message)
 
     async def _unsubscribe(self, topic: str) -> None:
         for stream, subscribed in list(self.subscriptions.items()):
             if subscribed == topic:
                 await self.channel_layer.group_discard(group_name(stream), self.channel_name)
                 del self.subscriptions[stream]
+                self.replayed_through.pop(stream, None)
         await self._send({"type": "unsubscribed", "topic": topic})
 
     async def live_event(self, message: dict[str, Any]) -> None:
-        topic = self.subscriptions.get(message["stream"])
+        stream = message["stream"]
+        topic = self.subscriptions.get(stream)
         if topic is None:  # a late message for a stream we just left
             return
-        await self._send(
-            {"type": message["event"], "topic": topic, "data": message["data"], "id": message["id"]}
-        )
+        if stream in self.held:  # its history is being read: sent after the replay
+            self.held[stream].append(message)
+            return
+        through = self.replayed_through.get(stream)
+        order = message_order(message["id"])
+        if through is not None and order is not None and order <= through:
+            return  # the replay sent it (or the client had it already)
+        await self._send(self._event(topic, message))
+
+    @staticmethod
+    def _event(topic: str, message: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": message["event"],
+            "topic": topic,
+            "data": message["data"],
+            "id": message["id"],
+        }
+
+    async def _reset(self, topic: str, detail: str) -> None:
+        await self._send({"type": "reset", "topic": topic, "detail": detail})
 
     async def _error(self, code: str, detail: str, topic: str | None = None) -> None:
         payload: dict[str, Any] = {"type": "error", "code": code, "detail": detail}

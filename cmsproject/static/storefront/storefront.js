@@ -3,13 +3,17 @@
 // - behaviour: POST /api/v1/events/ (page_view), purchases through the shop backend (/demo/purchase/)
 // - live: one WebSocket subscribed to customer:me (segment changes) and content:page:home
 //   (publishes). Either makes the page fetch its delivery again and re-render: no reload, no polling.
+//   When the socket drops (a server restart, the network), it reconnects with backoff and resumes
+//   each topic from the last id it saw: the server replays what was missed, or answers `reset`
+//   and the page fetches that resource again.
 // - cart: the state of a cross-device session (GET|PUT /api/v1/sessions/<token>/state/), live on
 //   session:<token>. A `#session=<token>` link opens the same cart on another device.
 (function () {
   "use strict";
 
   const PAGE = { type: "page", slug: "home" };
-  const RECONNECT_MS = 1000;
+  const RECONNECT_MIN_MS = 500;
+  const RECONNECT_MAX_MS = 10000;
   const page = document.getElementById("page");
   const status = document.getElementById("live-status");
   let spent = 0;
@@ -83,7 +87,27 @@
     page.dataset.segments = delivery.meta.segments.join(" ");
   }
 
+  // One delivery request at a time; asked again meanwhile, it runs once more when that one ends,
+  // so a burst of events costs two requests and a slow answer never overwrites a newer one.
+  const pageLoad = { running: false, again: false };
+
   async function loadPage() {
+    if (pageLoad.running) {
+      pageLoad.again = true;
+      return;
+    }
+    pageLoad.running = true;
+    try {
+      do {
+        pageLoad.again = false;
+        await fetchPage();
+      } while (pageLoad.again);
+    } finally {
+      pageLoad.running = false;
+    }
+  }
+
+  async function fetchPage() {
     const response = await fetch(`/api/v1/deliver/${PAGE.type}/${PAGE.slug}/`, {
       headers: { "X-Anonymous-Id": visitor },
       cache: "no-store",
@@ -354,35 +378,70 @@
     }
   });
 
-  let connectedBefore = false;
+  // --- The live socket: reconnect with backoff, resume each topic from the last id it saw -------
+  const live = {
+    topics: {
+      "customer:me": loadPage, // segments changed: the delivery differs
+      [`content:${PAGE.type}:${PAGE.slug}`]: loadPage,
+      [`session:${session.token}`]: loadSession,
+    },
+    lastIds: {}, // topic -> the newest event id received on it
+    connectedBefore: false,
+    retryMs: 0,
+  };
+
+  function idOrder(id) {
+    const found = /^(\d+)-(\d+)$/.exec(id || "");
+    return found ? [Number(found[1]), Number(found[2])] : null;
+  }
+
+  function remember(topic, id) {
+    const seen = idOrder(live.lastIds[topic]);
+    const next = idOrder(id);
+    const newer = !seen || !next || next[0] > seen[0] || (next[0] === seen[0] && next[1] > seen[1]);
+    if (id && newer) live.lastIds[topic] = id;
+  }
 
   function connect() {
     const socket = new WebSocket(`${JSON.parse(document.getElementById("ws-url").textContent)}?anonymous_id=${encodeURIComponent(visitor)}`);
     socket.addEventListener("open", () => {
-      for (const topic of ["customer:me", `content:${PAGE.type}:${PAGE.slug}`, `session:${session.token}`]) {
-        socket.send(JSON.stringify({ action: "subscribe", topic }));
+      const refresh = new Set();
+      for (const topic of Object.keys(live.topics)) {
+        const request = { action: "subscribe", topic };
+        if (live.connectedBefore && live.lastIds[topic]) {
+          request.last_id = live.lastIds[topic]; // replayed, or answered with `reset`
+        } else if (live.connectedBefore) {
+          refresh.add(live.topics[topic]); // nothing to resume from: fetch what may have changed
+        }
+        socket.send(JSON.stringify(request));
       }
+      for (const load of refresh) load();
       status.textContent = "live";
       status.dataset.state = "live";
-      if (connectedBefore) {
-        // what changed while the socket was down
-        loadPage();
-        loadSession();
-      }
-      connectedBefore = true;
+      live.connectedBefore = true;
     });
     socket.addEventListener("message", (message) => {
       const event = JSON.parse(message.data);
-      if (event.type === "segments.changed" || event.type.startsWith("content.")) {
-        loadPage();
-      } else if (event.type === "session.state") {
-        sessionEvent(event);
+      if (event.type === "subscribed") {
+        live.retryMs = 0; // the server is back for real: the next drop retries quickly again
+      } else if (event.type === "reset") {
+        delete live.lastIds[event.topic];
+        if (live.topics[event.topic]) live.topics[event.topic]();
+      } else if (event.topic && event.id) {
+        remember(event.topic, event.id);
+        if (event.type === "segments.changed" || event.type.startsWith("content.")) {
+          loadPage();
+        } else if (event.type === "session.state") {
+          sessionEvent(event);
+        }
       }
     });
     socket.addEventListener("close", () => {
       status.textContent = "reconnecting…";
       status.dataset.state = "offline";
-      setTimeout(connect, RECONNECT_MS);
+      // Backoff with jitter: a restarted server is not met by every page at the same instant.
+      live.retryMs = Math.min(RECONNECT_MAX_MS, (live.retryMs || RECONNECT_MIN_MS / 2) * 2);
+      setTimeout(connect, live.retryMs * (0.5 + Math.random() / 2));
     });
   }
 
