@@ -28,6 +28,7 @@ from analytics.models import Event, EventType, SubjectDailyRollup
 from analytics.selectors import event_type_catalog, event_type_catalog_forget, properties_validator
 from analytics.signals import events_ingested
 from cmsproject.errors import FieldError, Forbidden, ServiceUnavailable, ValidationError
+from cmsproject.observability.metrics import EVENTS_INGESTED, EVENTS_REJECTED
 
 MAX_BATCH = 1000
 EVENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -183,6 +184,7 @@ def _events_checked(
             result.rejected.append({"index": index, "errors": [e.as_dict() for e in errors]})
         else:
             accepted.append(_stamped(raw, caller, now))
+    EVENTS_REJECTED.inc(len(result.rejected))
     return result, accepted
 
 
@@ -195,6 +197,7 @@ def events_accept(*, events: list[Any], caller: Caller, strict_types: bool = Fal
         except BufferUnavailable as exc:
             raise ServiceUnavailable(BUFFER_UNAVAILABLE) from exc
     result.accepted = len(accepted)
+    EVENTS_INGESTED.inc(result.accepted)
     return result
 
 
@@ -228,6 +231,7 @@ def event_accept_anonymous(
     except BufferUnavailable as exc:
         raise ServiceUnavailable(BUFFER_UNAVAILABLE) from exc
     result.accepted = 1
+    EVENTS_INGESTED.inc()
     return result
 
 

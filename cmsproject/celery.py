@@ -7,6 +7,7 @@ schedule in-process.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -15,11 +16,16 @@ from typing import Any
 from celery import Celery
 from celery.schedules import crontab
 
+from cmsproject.observability.celery_signals import connect_signals
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cmsproject.settings")
 
 app = Celery("cmsproject")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Task outcomes and durations as metrics; traceparent and request id from publisher to worker.
+connect_signals()
 
 app.conf.beat_schedule = {
     # Roll-ups must be at most 60 s behind: drain every 2 s; a run that waited longer than its
@@ -117,7 +123,8 @@ def _embedded_submit(task: Any, args: tuple[Any, ...]) -> None:
     global _embedded_pool
     if _embedded_pool is None:
         _embedded_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cms-task")
-    _embedded_pool.submit(_run_embedded, task, args)
+    # The caller's context goes along: the task's logs carry its request id and trace id.
+    _embedded_pool.submit(contextvars.copy_context().run, _run_embedded, task, args)
 
 
 def _run_embedded(task: Any, args: tuple[Any, ...]) -> None:

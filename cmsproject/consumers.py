@@ -24,6 +24,11 @@ from redis import RedisError
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 
+from cmsproject.observability.websocket import (
+    websocket_closed,
+    websocket_message_sent,
+    websocket_opened,
+)
 from cmsproject.realtime import (
     Principal,
     group_name,
@@ -101,8 +106,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_BAD_TOKEN)
             return
         await self.accept()
+        websocket_opened(self)
 
     async def disconnect(self, code: int) -> None:
+        websocket_closed(self)
         for stream in getattr(self, "subscriptions", {}):
             await self.channel_layer.group_discard(group_name(stream), self.channel_name)
 
@@ -231,3 +238,4 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def _send(self, payload: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(payload))
+        websocket_message_sent()

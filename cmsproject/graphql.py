@@ -4,6 +4,10 @@
   API key or cookie means the same thing on both APIs.
 - `QueryLimitsRule` rejects a document deeper than CMS_GRAPHQL_MAX_DEPTH or costlier than
   CMS_GRAPHQL_MAX_COST during validation, so nothing of it executes.
+- `IntrospectionRule` refuses `__schema` and `__type` unless CMS_GRAPHQL_INTROSPECTION is on
+  (the default only with DEBUG): production does not hand out a map of the API. `__typename`
+  stays allowed. The schema object itself is untouched, so `cmsproject.contracts` still prints
+  the SDL.
 - Errors: domain errors keep their message and code; anything else becomes "Internal server
   error" with the traceback in the log only.
 """
@@ -106,10 +110,30 @@ class QueryLimitsRule(ValidationRule):
         return 1
 
 
+INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
+
+
+class IntrospectionRule(ValidationRule):
+    """Refuses introspection when CMS_GRAPHQL_INTROSPECTION is off (read per request, like the
+    limits). Fields inside fragments are visited too, so a fragment cannot smuggle it in."""
+
+    def enter_field(self, node: FieldNode, *args: Any) -> None:
+        if node.name.value in INTROSPECTION_FIELDS and not settings.CMS_GRAPHQL_INTROSPECTION:
+            self.report_error(
+                GraphQLError(
+                    f"GraphQL introspection is disabled on this server ('{node.name.value}' was "
+                    "asked for). The schema is published as SDL with the API contracts; "
+                    "CMS_GRAPHQL_INTROSPECTION=1 turns introspection on.",
+                    node,
+                    extensions={"code": "INTROSPECTION_DISABLED"},
+                )
+            )
+
+
 class CmsGraphQLView(GraphQLView):
     # graphene passes these to graphql-core's validate(), which then runs *only* these: the
     # specification's rules must be listed too, or invalid queries would execute.
-    validation_rules = (*specified_rules, QueryLimitsRule)
+    validation_rules = (*specified_rules, QueryLimitsRule, IntrospectionRule)
 
     def parse_body(self, request: HttpRequest) -> Any:
         try:
@@ -130,6 +154,10 @@ class CmsGraphQLView(GraphQLView):
             return formatted
         if isinstance(error, GraphQLError) and original is None:
             # Syntax, validation and limit errors: about the query, safe to show as they are.
+            return GraphQLView.format_error(error)
+        if isinstance(error, HttpError):
+            # The request is wrong (no query, a mutation over GET, bad JSON): the client's
+            # mistake, with graphene's own message and status, not a server failure to log.
             return GraphQLView.format_error(error)
         logger.error("GraphQL resolver failed", exc_info=original or error)
         formatted = {"message": "Internal server error", "extensions": {"code": "INTERNAL"}}

@@ -92,6 +92,18 @@ def _serve_embedded(host: str, port: int, login: tuple[str, str]) -> None:
     scheduler.stop()
 
 
+def _metrics_dir_fresh() -> str:
+    """Services mode runs several processes: prometheus_client's multiprocess mode sums their
+    files in one directory. Files of a previous run would be summed too: this run starts empty."""
+    from django.conf import settings
+
+    directory = Path(settings.PROMETHEUS_MULTIPROC_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):  # only prometheus_client's files, whatever the dir is
+        stale.unlink()
+    return str(directory)
+
+
 def _serve_services(host: str, port: int, login: tuple[str, str]) -> None:
     ws_port = int(os.environ.get("WS_PORT") or port + 1)
     venv_bin = str(Path(sys.executable).parent)
@@ -103,6 +115,7 @@ def _serve_services(host: str, port: int, login: tuple[str, str]) -> None:
         "PORT": str(port),
         "WS_PORT": str(ws_port),
         "PATH": search_path,
+        "PROMETHEUS_MULTIPROC_DIR": _metrics_dir_fresh(),
     }
     honcho = shutil.which("honcho", path=venv_bin) or "honcho"
     _banner(

@@ -13,6 +13,7 @@ a production process with a guessable key.
 from __future__ import annotations
 
 import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -45,7 +46,9 @@ SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY is required when DEBUG is off.")
-    SECRET_KEY = "insecure-debug-only-key"  # noqa: S105 - DEBUG only, never served in production
+    # DEBUG only: the key `make run` keeps in var/, else a fresh one per process; never a literal.
+    _key_file = VAR_DIR / "secret-key"
+    SECRET_KEY = _key_file.read_text().strip() if _key_file.exists() else secrets.token_urlsafe(50)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
 if not ALLOWED_HOSTS:
@@ -81,9 +84,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: the request id, the server span and the duration cover every answer, early ones
+    # included (cmsproject/observability/middleware.py).
+    "cmsproject.observability.middleware.ObservabilityMiddleware",
     "cmsproject.middleware.BodySizeLimitMiddleware",
     "cmsproject.middleware.ApiTrailingSlashMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "cmsproject.security.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -120,6 +127,9 @@ TEMPLATES = [
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # An unreachable host (not a refused connection) must not hold a request or a task for the
+    # kernel's TCP timeout of two minutes: give up after 5 s, which answers 503 (cmsproject.errors).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 else:
     SQLITE_PATH = Path(os.environ.get("CMS_SQLITE_PATH", VAR_DIR / "cms.sqlite3"))
     DATABASES = {
@@ -176,6 +186,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers and beat reconnect to a lost broker for as long as it takes (Celery's default gives up
+# after 100 attempts, about 45 minutes, and the worker exits): the drain resumes by itself.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_TIMEZONE = "UTC"
 
 # --- Auth ---------------------------------------------------------------------------------------
@@ -271,6 +284,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        # Every operation documents its problem+json errors (API.md, Conventions).
+        "cmsproject.openapi.postprocess_problem_responses",
+    ],
     # Two models have a `kind`: name each enum after its model, not after a hash.
     "ENUM_NAME_OVERRIDES": {
         "ContentTypeKindEnum": "content.models.EntryType.Kind",
@@ -287,6 +305,9 @@ GRAPHENE = {
 }
 CMS_GRAPHQL_MAX_DEPTH = int(os.environ.get("CMS_GRAPHQL_MAX_DEPTH", 10))
 CMS_GRAPHQL_MAX_COST = int(os.environ.get("CMS_GRAPHQL_MAX_COST", 5000))
+# Introspection (`__schema`, `__type`) maps the whole API for an attacker: off in production
+# unless asked for. Clients read the SDL in cmsproject/api_contracts/schema.graphql instead.
+CMS_GRAPHQL_INTROSPECTION = env_bool("CMS_GRAPHQL_INTROSPECTION", DEBUG)
 
 # Refuse events whose type has not been registered (else unknown types are stored schema-less).
 CMS_EVENTS_STRICT_TYPES = env_bool("CMS_EVENTS_STRICT_TYPES", False)
@@ -372,11 +393,33 @@ MEDIA_URL = "media/"
 # Bench views (a bare Django view and a bare DRF view) exist only when a benchmark asks for them.
 CMS_BENCH_VIEWS = env_bool("CMS_BENCH_VIEWS", False)
 
+# --- Operations: metrics, logs, traces (cmsproject/observability/) ------------------------------
+# A Prometheus scraper's `Authorization: Bearer <token>` for GET /metrics; unset: staff only.
+CMS_METRICS_TOKEN = os.environ.get("CMS_METRICS_TOKEN", "")
+# Multi-process metrics (services mode): prometheus_client reads the environment variable itself,
+# before Django starts. `cmsproject.run` sets it to this directory and empties it at start.
+PROMETHEUS_MULTIPROC_DIR = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or VAR_DIR / "metrics")
+# `json`: one object per line with request_id and trace_id, for a log pipeline (services mode);
+# `plain`: readable in a terminal (embedded mode, `make run`).
+LOG_FORMAT = os.environ.get("LOG_FORMAT") or ("json" if SERVICES_MODE else "plain")
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, got {LOG_FORMAT!r}")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"()": "cmsproject.observability.logs.PlainFormatter"},
+        "json": {"()": "cmsproject.observability.logs.JsonFormatter"},
+    },
+    "filters": {"request_ids": {"()": "cmsproject.observability.logs.RequestIdsFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_ids"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.request": {"level": "ERROR"},

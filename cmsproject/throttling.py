@@ -6,6 +6,7 @@ API keys per key. Endpoints add their own scoped throttles (events ingestion, lo
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,5 +220,7 @@ class LoginThrottle(CmsRateThrottle):
         username = ""
         if isinstance(request.data, dict):
             username = str(request.data.get("username", ""))[:150].lower()
-        ident = f"{self.get_ident(request)}:{username}"
+        # Hashed: the key must not carry whatever bytes a client sends as a username.
+        digest = hashlib.sha256(username.encode(errors="replace")).hexdigest()[:32]
+        ident = f"{self.get_ident(request)}:{digest}"
         return self.cache_format % {"scope": self.scope, "ident": ident}

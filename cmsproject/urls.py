@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from cmsproject import api
 from cmsproject.graphql import GraphQLApi
+from cmsproject.observability.views import metrics_view
 from cmsproject.schema import schema_current
 from cmsproject.storefront import DemoPurchaseApi, storefront_page
 
@@ -38,6 +39,7 @@ urlpatterns = [
     path("api/v1/", include("experiments.urls")),
     path("", include("content.media_serving_urls")),
     path("graphql/", GraphQLApi.as_view(schema=schema_current), name="graphql"),
+    path("metrics", metrics_view, name="metrics"),
 ]
 
 if settings.CMS_BENCH_VIEWS:

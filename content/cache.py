@@ -23,6 +23,8 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
+from cmsproject.observability.metrics import CONTENT_CACHE_HIT
+
 logger = logging.getLogger(__name__)
 
 
@@ -40,6 +42,7 @@ class CachedResponse:
 
     @classmethod
     def from_value(cls, value: dict[str, Any]) -> CachedResponse:
+        CONTENT_CACHE_HIT.inc()  # every read that found the entry decodes it here, fast paths too
         return cls(status=value["s"], body=value["b"], etag=value["e"], tags=tuple(value["t"]))
 
 

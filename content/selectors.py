@@ -18,6 +18,7 @@ from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_datetime
 
 from cmsproject.errors import FieldError, NotFound, ValidationError
+from cmsproject.observability.metrics import CONTENT_CACHE_MISS
 from content import cache as content_cache
 from content.cache import CachedResponse
 from content.models import Component, Entry, EntryStatus, EntryType, Revision
@@ -105,6 +106,7 @@ def live_response_cached(*, api_id: str, slug: str, locale: str) -> CachedRespon
 
 def live_response_fill(*, api_id: str, slug: str, locale: str) -> CachedResponse:
     """A cache miss: answer from the database and fill the cache."""
+    CONTENT_CACHE_MISS.inc()
     key = content_cache.live_key(api_id, slug, locale)
     response, index_tags = live_response(api_id=api_id, slug=slug, locale=locale)
     content_cache.cached_fill(

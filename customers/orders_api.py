@@ -10,9 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django import forms
 from django.urls import path
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import generics, serializers, status
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -156,8 +163,19 @@ class OrderSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+@extend_schema_field(OpenApiTypes.INT)
+class CustomerIdFilter(django_filters.NumberFilter):
+    """A customer id: a whole number in the database's range. NumberFilter alone takes decimals
+    and any magnitude, and `?customer=1e80` reached the database as a 500."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(field_name="customer_id", min_value=1, max_value=2**63 - 1, **kwargs)
+
+
 class OrderFilter(django_filters.FilterSet):
-    customer = django_filters.NumberFilter(field_name="customer_id")
+    customer = CustomerIdFilter()
     external_id = django_filters.CharFilter()
 
     class Meta:
@@ -302,7 +320,7 @@ class TicketUpdateSerializer(serializers.Serializer):
 
 
 class TicketFilter(django_filters.FilterSet):
-    customer = django_filters.NumberFilter(field_name="customer_id")
+    customer = CustomerIdFilter()
     status = django_filters.ChoiceFilter(choices=Ticket.Status.choices)
 
     class Meta:

@@ -30,6 +30,9 @@ class ConsentsField(serializers.DictField):
 
 
 class CustomerSerializer(serializers.ModelSerializer):
+    # A profile may have no email (created from an external id or an event): "" then, which an
+    # EmailField would document as `format: email` and so promise it never is.
+    email = serializers.CharField(read_only=True, help_text='An email address, or "" for none.')
     attributes = serializers.DictField(
         read_only=True,
         help_text="Values of the attribute definitions (`/api/v1/customer-attributes/`).",

@@ -108,7 +108,7 @@ class ExperimentUpdateSerializer(ExperimentWriteSerializer):
 
 
 class ExperimentSerializer(serializers.ModelSerializer):
-    segment = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    segment = serializers.SlugRelatedField(slug_field="key", read_only=True, allow_null=True)
     metric = serializers.SerializerMethodField()
     analysis = serializers.SerializerMethodField()
     winner = serializers.SerializerMethodField()
@@ -168,6 +168,8 @@ class ExperimentAccess:
 
 
 class ExperimentListApi(ExperimentAccess, APIView):
+    pagination_class = PageNumberPagination  # also tells the OpenAPI document the list is paged
+
     @extend_schema(
         parameters=[OpenApiParameter("status", str, description="Only experiments in it.")],
         responses={200: ExperimentSerializer(many=True)},
@@ -181,7 +183,7 @@ class ExperimentListApi(ExperimentAccess, APIView):
                     "Unknown status.", errors=[FieldError("status", "invalid", "Unknown status.")]
                 )
             experiments = experiments.filter(status=wanted)
-        paginator = PageNumberPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(experiments, request, view=self)
         return paginator.get_paginated_response(ExperimentSerializer(page, many=True).data)
 
@@ -322,7 +324,7 @@ def _anonymous_flags(request: HttpRequest) -> HttpResponse | None:
 
 
 class FlagSerializer(serializers.ModelSerializer):
-    segment = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    segment = serializers.SlugRelatedField(slug_field="key", read_only=True, allow_null=True)
 
     class Meta:
         model = FeatureFlag

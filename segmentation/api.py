@@ -91,9 +91,11 @@ class SegmentAccess:
 
 
 class SegmentListApi(SegmentAccess, APIView):
+    pagination_class = PageNumberPagination  # also tells the OpenAPI document the list is paged
+
     @extend_schema(responses={200: SegmentSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        paginator = PageNumberPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(Segment.objects.order_by("key"), request, view=self)
         return paginator.get_paginated_response(SegmentSerializer(page, many=True).data)
 
@@ -131,10 +133,12 @@ class SegmentDetailApi(SegmentAccess, APIView):
 class SegmentMembersApi(SegmentAccess, APIView):
     """Current members (cursor pages); static segments also take members by id."""
 
+    pagination_class = CursorPagination  # also tells the OpenAPI document the list is paged
+
     @extend_schema(responses={200: MemberSerializer(many=True), 404: PROBLEM})
     def get(self, request: Request, key: str) -> Response:
         segment = segment_get(key=key)
-        paginator = CursorPagination()
+        paginator = self.pagination_class()
         members = SegmentMembership.objects.filter(segment=segment, exited_at__isnull=True)
         page = paginator.paginate_queryset(members, request, view=self)
         return paginator.get_paginated_response(MemberSerializer(page, many=True).data)

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from cmsproject.celery import enqueue_on_commit
 from cmsproject.errors import Conflict, FieldError, ValidationError
+from cmsproject.observability.metrics import SEGMENT_EVALUATION_BULK, SEGMENT_EVALUATION_INCREMENTAL
 from segmentation.memberships import segment_members_set, subject_memberships_set
 from segmentation.models import Segment, SegmentMembership
 
@@ -140,7 +141,7 @@ def segment_recompute(*, segment_id: int, now: datetime | None = None) -> int:
     segment = Segment.objects.filter(pk=segment_id, kind=Segment.Kind.DYNAMIC).first()
     if segment is None:
         return 0
-    with transaction.atomic():
+    with transaction.atomic(), SEGMENT_EVALUATION_BULK.time():
         ids = customers_matching(rules=segment.rules, now=now).values_list("pk", flat=True)
         subjects = {f"c:{customer_id}" for customer_id in ids}
         changes = segment_members_set(
@@ -195,7 +196,7 @@ def subjects_reevaluate(
 
     result = {}
     for subject in sorted(set(subjects)):
-        with transaction.atomic():
+        with transaction.atomic(), SEGMENT_EVALUATION_INCREMENTAL.time():
             keys = subject_segments_evaluate(subject=subject, segments=dynamic, now=now)
             subject_memberships_set(subject=subject, keys=keys, segments=dynamic, now=now)
         result[subject] = keys

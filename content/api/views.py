@@ -28,7 +28,7 @@ from cmsproject.fastpath import served_before_drf, throttled_response
 from cmsproject.pagination import CursorPagination, PageNumberPagination
 from cmsproject.throttling import anonymous_throttle_then_get, anonymous_throttle_then_get_many
 from content import cache as content_cache
-from content.api.access import SCOPES, is_editor
+from content.api.access import SCOPES, WRITE, is_editor
 from content.api.serializers import (
     ENTRY_BODY_SCHEMA,
     ComponentSerializer,
@@ -131,9 +131,11 @@ class DefinitionAccess:
 class ContentTypeListApi(DefinitionAccess, APIView):
     permission_model = EntryType
 
+    pagination_class = PageNumberPagination  # also tells the OpenAPI document the list is paged
+
     @extend_schema(responses={200: EntryTypeSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        paginator = PageNumberPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(entry_types_list(), request, view=self)
         return paginator.get_paginated_response(EntryTypeSerializer(page, many=True).data)
 
@@ -186,9 +188,11 @@ class ContentTypeSchemaApi(DefinitionAccess, APIView):
 class ComponentListApi(DefinitionAccess, APIView):
     permission_model = Component
 
+    pagination_class = PageNumberPagination  # also tells the OpenAPI document the list is paged
+
     @extend_schema(responses={200: ComponentSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        paginator = PageNumberPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(components_list(), request, view=self)
         return paginator.get_paginated_response(ComponentSerializer(page, many=True).data)
 
@@ -451,6 +455,10 @@ class EntryUnpublishApi(EntryActionAccess, APIView):
 
 
 class EntryRevisionListApi(EntryActionAccess, APIView):
+    # Revisions hold drafts and their authors: editors only (see `is_editor`). A `content:read`
+    # key sees published payloads only, so reading them takes `content:write`.
+    required_scope = {**SCOPES, "GET": WRITE, "HEAD": WRITE}
+
     @extend_schema(
         parameters=[LOCALE], responses={200: OpenApiResponse(description="Revisions, newest first")}
     )
