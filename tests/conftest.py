@@ -64,6 +64,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
+def _fresh_channel_layer() -> None:
+    """Each test gets its own channel layer: tests run sockets in a fresh event loop each, and
+    the Redis layer's receive lock belongs to the loop that first used it (a socket a test left
+    mid-receive would otherwise poison every later socket test with "bound to a different event
+    loop"). A server process has one loop and one layer for its life."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
     """Throttle counters and cached values must not leak from one test into the next."""
     from analytics import selectors
