@@ -541,8 +541,17 @@ def test_the_storefront_shows_a_change_published_while_the_socket_server_was_dow
     print(f"\n[storefront] server back to change shown: {time.monotonic() - back:.2f} s (backoff)")
     resumed = [f["sent"] for f in frames if f.get("sent", {}).get("topic") == topic]
     assert resumed[-1] == {"action": "subscribe", "topic": topic, "last_id": seen[-1]["id"]}
-    answers = [f["heard"] for f in frames if f.get("heard", {}).get("topic") == topic]
-    answers = answers[len(seen) :]
+
+    def answers_after_resume() -> list[dict[str, Any]]:
+        heard = [f["heard"] for f in frames if f.get("heard", {}).get("topic") == topic]
+        return heard[len(seen) :]
+
+    # The heading may change first by the page's refetch (`customer:me` answers `reset`): the
+    # replayed frame can land a moment later, so wait for it rather than read too early.
+    deadline = time.monotonic() + 5
+    while SERVICES and len(answers_after_resume()) < 2 and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    answers = answers_after_resume()
     assert answers[0] == {"type": "subscribed", "topic": topic}
     if SERVICES:
         assert [(m["type"], m.get("replayed")) for m in answers[1:]] == [("content.updated", True)]
