@@ -165,7 +165,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{CACHE_KEY_PREFIX}:asgi"},
+            "CONFIG": {
+                # No read timeout: the layer waits for messages with a 5 s blocking pop, and
+                # redis-py's default 5 s socket timeout killed that read on idle sockets, closing
+                # one socket about every 5 s under load (bench/README.md, whole-system load).
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "prefix": f"{CACHE_KEY_PREFIX}:asgi",
+            },
         }
     }
     CELERY_BROKER_URL = REDIS_URL
