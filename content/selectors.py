@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from django.conf import settings
@@ -285,7 +286,14 @@ def _iso(value: Any) -> str | None:
 def publish_at_parsed(raw: Any) -> Any:
     if raw in (None, ""):
         return None
-    parsed = parse_datetime(raw) if isinstance(raw, str) else None
+    try:
+        parsed = parse_datetime(raw) if isinstance(raw, str) else None
+        if parsed is not None and parsed.tzinfo is not None:
+            # In UTC: PostgreSQL refuses offsets past ±15:59 that Python takes (a 500), and a
+            # time with no UTC date (after 9999) is no time to publish at.
+            parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # ValueError: well formed but no date (2026-13-45)
+        parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise ValidationError(
             "Invalid publish_at.",

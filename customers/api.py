@@ -4,9 +4,12 @@ or selector, and shapes the answer."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import django_filters
+from django import forms
+from django_filters.fields import IsoDateTimeField
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
@@ -61,14 +64,31 @@ CUSTOMER_SCOPES = {
 }
 
 
+class UtcDateTimeField(IsoDateTimeField):
+    def to_python(self, value: Any) -> datetime | None:
+        moment = super().to_python(value)
+        try:
+            # In UTC: PostgreSQL refuses offsets past ±15:59 that Python takes (a 500), and an
+            # instant with no UTC date (before year 1, after 9999) is no time to compare with.
+            return moment.astimezone(UTC) if moment is not None else None
+        except OverflowError:
+            raise forms.ValidationError(
+                "Enter a time that exists in UTC.", code="invalid"
+            ) from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
+
+
 class CustomerFilter(django_filters.FilterSet):
     loyalty_tier = django_filters.ChoiceFilter(choices=LoyaltyTier.choices)
     lifecycle_stage = django_filters.ChoiceFilter(choices=LifecycleStage.choices)
     # Case-insensitive: profiles written before emails were lower-cased must be found too.
     email = django_filters.CharFilter(lookup_expr="iexact")
     external_id = django_filters.CharFilter()
-    last_seen_after = django_filters.IsoDateTimeFilter(field_name="last_seen", lookup_expr="gte")
-    last_seen_before = django_filters.IsoDateTimeFilter(field_name="last_seen", lookup_expr="lt")
+    last_seen_after = UtcDateTimeFilter(field_name="last_seen", lookup_expr="gte")
+    last_seen_before = UtcDateTimeFilter(field_name="last_seen", lookup_expr="lt")
 
     class Meta:
         model = Customer

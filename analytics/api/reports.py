@@ -89,7 +89,11 @@ def moment_param(params: Any, attr: str) -> datetime | None:
             moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
         else:
             moment = parse_datetime(raw)
-    except ValueError:
+        if moment is not None and moment.tzinfo is not None:
+            # In UTC: PostgreSQL refuses offsets past ±15:59 that Python takes (a 500), and an
+            # instant with no UTC date (before year 1, after 9999) is no time we hold data for.
+            moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         moment = None
     if moment is None or moment.tzinfo is None:
         raise ValidationError(

@@ -278,6 +278,7 @@ def png_upload() -> SimpleUploadedFile:
 def world(django_db_setup: Any, django_db_blocker: Any) -> Iterator[World]:
     from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
+    from analytics.buffer import event_buffer_reset
     from cmsproject.demo import demo_load_all
     from cmsproject.services import api_key_create
     from content.media import media_upload
@@ -295,6 +296,9 @@ def world(django_db_setup: Any, django_db_blocker: Any) -> Iterator[World]:
         transaction.atomic(),
     ):
         # Demo content, customers, segments (vip), an experiment (join-cta), a flag, event types.
+        # The event buffer is a per-process object that keeps the VAR_DIR it was first made in:
+        # make it afresh in ours, and forget it when ours is gone.
+        event_buffer_reset()
         demo_load_all(staff_password="matrix-not-a-login")
         world = World(headers={"an": {}})
         for name, external_id in CUSTOMERS.items():
@@ -368,6 +372,7 @@ def world(django_db_setup: Any, django_db_blocker: Any) -> Iterator[World]:
         }
         yield world
         transaction.set_rollback(True)
+    event_buffer_reset()
 
 
 def _throttles_forgotten() -> None:
