@@ -164,7 +164,7 @@ if REDIS_URL:
     DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "cmsproject.channel_layer.BlockingPoolRedisChannelLayer",
             "CONFIG": {
                 # No read timeout: the layer waits for messages with a 5 s blocking pop, and
                 # redis-py's default 5 s socket timeout killed that read on idle sockets, closing
