@@ -8,21 +8,40 @@
   (the default only with DEBUG): production does not hand out a map of the API. `__typename`
   stays allowed. The schema object itself is untouched, so `cmsproject.contracts` still prints
   the SDL.
+- A query's parsed and validated document is kept per process (`document_checked`): a storefront
+  sends the same few queries over and over, and parsing and validating one cost about a third of
+  a small query's time.
 - Errors: domain errors keep their message and code; anything else becomes "Internal server
   error" with the traceback in the log only.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import graphene
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
+from graphene_django.constants import MUTATION_ERRORS_FLAG
+from graphene_django.settings import graphene_settings
 from graphene_django.views import GraphQLView, HttpError
-from graphql import GraphQLError, ValidationRule, specified_rules
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    GraphQLSchema,
+    OperationType,
+    ValidationRule,
+    execute,
+    get_operation_ast,
+    parse,
+    specified_rules,
+    validate,
+)
 from graphql.language import (
     FieldNode,
     FragmentDefinitionNode,
@@ -130,10 +149,100 @@ class IntrospectionRule(ValidationRule):
             )
 
 
+# graphql-core's validate() runs *only* the rules it is given: the specification's must be listed.
+VALIDATION_RULES = (*specified_rules, QueryLimitsRule, IntrospectionRule)
+# Documents kept per process, and the longest query kept: a client cannot fill memory with
+# distinct huge queries (at most 256 x 20,000 characters); a longer query is checked every time.
+DOCUMENTS_KEPT = 256
+LONGEST_QUERY_KEPT = 20_000
+
+
+def document_checked(
+    schema: GraphQLSchema, query: str
+) -> tuple[DocumentNode | None, list[GraphQLError]]:
+    """The parsed document and its validation errors (a syntax error, the rules' errors, or none).
+
+    Both depend only on the schema, the query text and the settings the rules read, so they are
+    kept per (schema, query, settings); graphql-core never changes a document it executes."""
+    limits = (
+        settings.CMS_GRAPHQL_MAX_DEPTH,
+        settings.CMS_GRAPHQL_MAX_COST,
+        settings.CMS_GRAPHQL_INTROSPECTION,
+    )
+    if len(query) > LONGEST_QUERY_KEPT:
+        return _document_checked.__wrapped__(schema, query, limits)
+    return _document_checked(schema, query, limits)
+
+
+@functools.lru_cache(maxsize=DOCUMENTS_KEPT)
+def _document_checked(
+    schema: GraphQLSchema, query: str, limits: tuple[Any, ...]
+) -> tuple[DocumentNode | None, list[GraphQLError]]:
+    try:
+        document = parse(query)
+    except GraphQLError as error:
+        return None, [error]
+    errors = validate(schema, document, VALIDATION_RULES, graphene_settings.MAX_VALIDATION_ERRORS)
+    return document, errors
+
+
 class CmsGraphQLView(GraphQLView):
-    # graphene passes these to graphql-core's validate(), which then runs *only* these: the
-    # specification's rules must be listed too, or invalid queries would execute.
-    validation_rules = (*specified_rules, QueryLimitsRule, IntrospectionRule)
+    validation_rules = VALIDATION_RULES
+
+    def execute_graphql_request(
+        self,
+        request: HttpRequest,
+        data: Any,
+        query: str | None,
+        variables: Any,
+        operation_name: str | None,
+        show_graphiql: bool = False,
+    ) -> ExecutionResult | None:
+        """graphene's, with the document from `document_checked` instead of parsed and
+        validated on every request."""
+        if not query:
+            if show_graphiql:
+                return None
+            raise HttpError(HttpResponseBadRequest("Must provide query string."))
+        schema = self.schema.graphql_schema
+        document, errors = document_checked(schema, query)
+        if document is None:
+            return ExecutionResult(data=None, errors=errors)
+        operation = get_operation_ast(document, operation_name)
+        if (
+            request.method == "GET"
+            and operation is not None
+            and operation.operation != OperationType.QUERY
+        ):
+            if show_graphiql:
+                return None
+            raise HttpError(
+                HttpResponseNotAllowed(
+                    ["POST"],
+                    f"Can only perform a {operation.operation.value} operation from a POST "
+                    "request.",
+                )
+            )
+        if errors:
+            return ExecutionResult(data=None, errors=errors)
+        options = {
+            "root_value": self.get_root_value(request),
+            "context_value": self.get_context(request),
+            "variable_values": variables,
+            "operation_name": operation_name,
+            "middleware": self.get_middleware(request),
+        }
+        try:
+            mutation = operation is not None and operation.operation == OperationType.MUTATION
+            if mutation and graphene_settings.ATOMIC_MUTATIONS:
+                with transaction.atomic():
+                    result = execute(schema, document, **options)
+                    if getattr(request, MUTATION_ERRORS_FLAG, False) is True:
+                        transaction.set_rollback(True)
+                    return result
+            return execute(schema, document, **options)
+        except Exception as error:  # as graphene: the error is formatted, never raised
+            return ExecutionResult(errors=[error])
 
     def parse_body(self, request: HttpRequest) -> Any:
         try:

@@ -76,7 +76,7 @@ def test_typename_answers(client):
 
 def test_a_query_over_the_depth_limit_executes_nothing(client, monkeypatch):
     executed = []
-    monkeypatch.setattr("graphene_django.views.execute", lambda *a, **k: executed.append(1))
+    monkeypatch.setattr("cmsproject.graphql.execute", lambda *a, **k: executed.append(1))
     query = "{ viewer " + "{ username " * 11 + "}" * 12  # 11 nested selection sets
 
     response = post(client, query)
@@ -93,6 +93,59 @@ def test_standard_validation_still_applies(client):
 
     assert response.status_code == 400
     assert "must not have a selection" in response.json()["errors"][0]["message"]
+
+
+def test_a_repeated_query_is_parsed_and_validated_once(client, monkeypatch):
+    from cmsproject import graphql as endpoint
+
+    parsed = []
+    real_parse = endpoint.parse
+    monkeypatch.setattr(endpoint, "parse", lambda q: parsed.append(q) or real_parse(q))
+    endpoint._document_checked.cache_clear()
+    query = "query Twice { __typename }"
+
+    answers = [post(client, query).json() for _ in range(3)]
+
+    assert parsed == [query]
+    assert answers == [{"data": {"__typename": "Query"}}] * 3
+
+
+def test_a_kept_document_is_validated_again_when_a_limit_changes(client):
+    query = "{ viewer { kind } }"
+    assert post(client, query).status_code == 200
+
+    with override_settings(CMS_GRAPHQL_MAX_DEPTH=0):
+        response = post(client, query)
+
+    assert response.status_code == 400
+    assert "depth 1" in response.json()["errors"][0]["message"]
+
+
+def test_a_very_long_query_is_not_kept(client, monkeypatch):
+    from cmsproject import graphql as endpoint
+
+    endpoint._document_checked.cache_clear()
+    query = "{ __typename }" + " " * endpoint.LONGEST_QUERY_KEPT
+
+    assert post(client, query).status_code == 200
+    assert endpoint._document_checked.cache_info().currsize == 0
+
+
+def test_a_kept_syntax_error_is_still_a_400(client):
+    for _ in range(2):
+        response = post(client, "{ viewer { ")
+
+        assert response.status_code == 400
+        assert "Syntax Error" in response.json()["errors"][0]["message"]
+
+
+def test_a_mutation_over_get_is_refused_with_a_kept_document(client):
+    query = "mutation { __typename }"
+    post(client, query)
+
+    response = client.get("/graphql/", {"query": query})
+
+    assert response.status_code == 405
 
 
 def test_viewer_is_the_jwt_user(client, superuser):
