@@ -184,7 +184,8 @@ def _events_checked(
             result.rejected.append({"index": index, "errors": [e.as_dict() for e in errors]})
         else:
             accepted.append(_stamped(raw, caller, now))
-    EVENTS_REJECTED.inc(len(result.rejected))
+    if result.rejected:
+        EVENTS_REJECTED.inc(len(result.rejected))
     return result, accepted
 
 

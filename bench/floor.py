@@ -161,7 +161,7 @@ def uvicorn_argv() -> list[str]:
 def gunicorn_argv() -> list[str]:
     return [
         str(BIN / "gunicorn"), "cmsproject.wsgi:application", "--bind", f"{HOST}:{{port}}",
-        "--workers", "2", "--log-level", "warning",
+        "--workers", os.environ.get("WEB_CONCURRENCY", "3"), "--log-level", "warning",
     ]  # fmt: skip
 
 

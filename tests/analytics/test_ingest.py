@@ -323,6 +323,31 @@ def test_anonymous_event_is_one_redis_round_trip(api_client, events_buffer, sett
     assert events_buffer.pending_count() == 2
 
 
+@pytest.mark.services
+def test_anonymous_events_survive_redis_forgetting_the_script(api_client, events_buffer):
+    post(api_client, ANONYMOUS_EVENT)  # loads the script
+    events_buffer.redis.script_flush()  # as a Redis restart does
+
+    response = post(api_client, ANONYMOUS_EVENT)
+
+    assert response.status_code == 202
+    assert events_buffer.pending_count() == 2
+
+
+@pytest.mark.services
+def test_anonymous_events_survive_redis_closing_the_buffers_connection(api_client, events_buffer):
+    import hiredis
+
+    post(api_client, ANONYMOUS_EVENT)  # opens the buffer's own connection
+    own_id = events_buffer._own_call(hiredis.pack_command(("CLIENT", "ID")))
+    assert events_buffer.redis.client_kill_filter(_id=own_id) == 1  # as an idle timeout does
+
+    response = post(api_client, ANONYMOUS_EVENT)
+
+    assert response.status_code == 202
+    assert events_buffer.pending_count() == 2
+
+
 def test_over_budget_anonymous_event_is_429_with_retry_after_and_buffers_nothing(
     api_client, events_buffer, events_budget
 ):
