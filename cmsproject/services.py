@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import time
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
+from django.db import DatabaseError
 from django.utils import timezone
 
 from cmsproject.errors import FieldError, NotFound, ValidationError
 from cmsproject.models import ApiKey, AuditEntry
+
+logger = logging.getLogger(__name__)
 
 API_KEY_MARK = "cms"
 # last_used_at is written at most this often per key, so authentication is not a write per request.
@@ -78,9 +83,13 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
     return key
 
 
-# Keys are looked up on every server-to-server request (event ingestion above all): keep active
-# ones in the cache for a minute. Only keys that exist are cached, so guessing cannot fill it.
-KEY_CACHE_SECONDS = 60
+# Keys are looked up on every server-to-server request (event ingestion above all), so an active
+# key is cached with the time it was read. For CMS_API_KEY_CACHE_SECONDS it is used as it is; then
+# it is read again, but the copy is kept for KEY_KNOWN_SECONDS: while the database is down, a key
+# known to be active keeps working, so ingestion with an API key goes on through an outage as
+# anonymous ingestion does. Revoking through the API forgets it at once; a key revoked otherwise
+# stops working at its next read. Only keys that exist are cached, so guessing cannot fill it.
+KEY_KNOWN_SECONDS = 3600
 
 
 def _key_cache_name(prefix: str) -> str:
@@ -88,11 +97,24 @@ def _key_cache_name(prefix: str) -> str:
 
 
 def _active_key(prefix: str) -> ApiKey | None:
-    key = cache.get(_key_cache_name(prefix))
-    if key is None:
+    name = _key_cache_name(prefix)
+    known = cache.get(name)
+    if not isinstance(known, tuple):  # nothing, or a value of an older format
+        known = None
+    if known is not None and time.time() - known[1] < settings.CMS_API_KEY_CACHE_SECONDS:
+        return known[0]
+    try:
         key = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
-        if key is not None:
-            cache.set(_key_cache_name(prefix), key, KEY_CACHE_SECONDS)
+    except DatabaseError:
+        if known is None:
+            raise
+        logger.warning("Database unavailable: API key %s served from its last reading", prefix)
+        return known[0]
+    if key is None:
+        if known is not None:
+            cache.delete(name)
+        return None
+    cache.set(name, (key, time.time()), KEY_KNOWN_SECONDS)
     return key
 
 
@@ -100,7 +122,11 @@ def _api_key_touch(key: ApiKey) -> None:
     marker = f"apikey-used:{key.prefix}"
     if cache.add(marker, 1, timeout=int(LAST_USED_RESOLUTION.total_seconds())):
         now = timezone.now()
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        try:
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        except DatabaseError:  # bookkeeping: not a reason to refuse a request in an outage
+            cache.delete(marker)
+            return
         key.last_used_at = now
 
 

@@ -311,6 +311,8 @@ GRAPHENE = {
 }
 CMS_GRAPHQL_MAX_DEPTH = int(os.environ.get("CMS_GRAPHQL_MAX_DEPTH", 10))
 CMS_GRAPHQL_MAX_COST = int(os.environ.get("CMS_GRAPHQL_MAX_COST", 5000))
+# How long an API key read from the database is trusted as is (cmsproject.services).
+CMS_API_KEY_CACHE_SECONDS = int(os.environ.get("CMS_API_KEY_CACHE_SECONDS", 60))
 # Introspection (`__schema`, `__type`) maps the whole API for an attacker: off in production
 # unless asked for. Clients read the SDL in cmsproject/api_contracts/schema.graphql instead.
 CMS_GRAPHQL_INTROSPECTION = env_bool("CMS_GRAPHQL_INTROSPECTION", DEBUG)

@@ -210,6 +210,72 @@ def test_revoked_api_key_is_401(api_client, staff_client):
     assert response.status_code == 401
 
 
+def _ingest_with_key(client: APIClient, raw: str) -> int:
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
+    events = [{"type": "page_view", "anonymousId": "a1"}]
+    return client.post("/api/v1/events/batch/", {"events": events}, format="json").status_code
+
+
+def test_an_api_key_revoked_in_the_database_stops_at_its_next_reading(
+    api_client, events_buffer, settings
+):
+    settings.CMS_API_KEY_CACHE_SECONDS = 0  # every request reads the key again
+    key, raw = api_key_create(name="k", scopes=["events:write"], created_by=None)
+    assert _ingest_with_key(api_client, raw) == 202
+
+    ApiKey.objects.filter(pk=key.pk).update(revoked_at=key.created_at)  # not through the API
+
+    assert _ingest_with_key(api_client, raw) == 401
+
+
+@pytest.fixture
+def api_keys_unreadable(monkeypatch):
+    """The key table cannot be read, as in a database outage (the outage itself, with
+    PostgreSQL stopped, is tests/e2e/test_faults.py)."""
+    from django.db import OperationalError
+
+    def unreadable(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    def start() -> None:
+        monkeypatch.setattr(ApiKey.objects, "filter", unreadable)
+
+    return start
+
+
+def test_a_key_read_before_the_database_went_away_keeps_working(
+    api_client, events_buffer, settings, api_keys_unreadable
+):
+    settings.CMS_API_KEY_CACHE_SECONDS = 0  # past its trusted window: it must be read again
+    _key, raw = api_key_create(name="k", scopes=["events:write"], created_by=None)
+    assert _ingest_with_key(api_client, raw) == 202
+    api_keys_unreadable()
+
+    assert _ingest_with_key(api_client, raw) == 202
+    assert events_buffer.pending_count() == 2
+
+
+def test_a_key_never_read_is_503_while_the_database_is_away(
+    api_client, events_buffer, api_keys_unreadable
+):
+    _key, raw = api_key_create(name="k", scopes=["events:write"], created_by=None)
+    api_keys_unreadable()
+
+    assert _ingest_with_key(api_client, raw) == 503
+    assert events_buffer.pending_count() == 0
+
+
+def test_a_key_revoked_through_the_api_is_not_served_from_its_last_reading(
+    api_client, staff_client, events_buffer, settings, api_keys_unreadable
+):
+    key, raw = api_key_create(name="k", scopes=["events:write"], created_by=None)
+    assert _ingest_with_key(api_client, raw) == 202
+    assert staff_client.delete(f"/api/v1/api-keys/{key.prefix}/").status_code == 204
+    api_keys_unreadable()
+
+    assert _ingest_with_key(api_client, raw) == 503
+
+
 def test_api_key_with_a_wrong_secret_is_401(api_client):
     key, _raw = api_key_create(name="k", scopes=["customers:impersonate"], created_by=None)
     api_client.credentials(HTTP_AUTHORIZATION=f"Api-Key cms_{key.prefix}_forged")
