@@ -8,11 +8,19 @@ a dict in embedded mode (the local-memory cache is per process too).
 Race between a reader filling the cache and a writer publishing: the writer *writes* the new
 payload of the entry's own key (it does not merely delete it), and readers fill with `add`, which
 never overwrites. A reader that read the database before the publish committed therefore cannot
-put the old version back. Other keys that carry the tag (lists, fallback locales) are deleted.
+put the old version back. Other keys that carry the tag (fallback locales) are deleted.
+
+Lists (a page of a type's published entries, for GraphQL readers) are not tagged: their keys
+carry the type's *list generation*, a counter every change of an entry or of the type moves on
+after commit. A reader reads the generation before it reads the database, so a page computed
+from a database read older than a change is filed under an older generation, which nobody asks
+for again; its key expires after CMS_CONTENT_LIST_CACHE_SECONDS (the safety net should a move
+be lost with a cache outage).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import defaultdict
@@ -23,7 +31,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
-from cmsproject.observability.metrics import CONTENT_CACHE_HIT
+from cmsproject.observability.metrics import CONTENT_CACHE_HIT, CONTENT_CACHE_MISS
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +58,37 @@ def live_key(api_id: str, slug: str, locale: str) -> str:
     return f"content:live:{api_id}:{slug}:{locale}"
 
 
-def list_key(api_id: str, query: str) -> str:
-    return f"content:list:{api_id}:{query}"
+def _list_generation_key(api_id: str) -> str:
+    return f"content:list-generation:{api_id}"
+
+
+def list_generation(api_id: str) -> int:
+    return cache.get(_list_generation_key(api_id)) or 0
+
+
+def list_generation_next(api_id: str) -> None:
+    """After a change of the type's entries or of the type: no list cached before is read again."""
+    key = _list_generation_key(api_id)
+    cache.add(key, 0, timeout=None)
+    try:
+        cache.incr(key)
+    except ValueError:  # expired or evicted between the two calls: any new number will do
+        cache.set(key, 1, timeout=None)
+
+
+def list_key(api_id: str, generation: int, query: str) -> str:
+    digest = hashlib.sha256(query.encode()).hexdigest()[:32]  # filters can be long: bound the key
+    return f"content:list:{api_id}:{generation}:{digest}"
+
+
+def list_get(key: str) -> Any:
+    page = cache.get(key)
+    (CONTENT_CACHE_HIT if page is not None else CONTENT_CACHE_MISS).inc()
+    return page
+
+
+def list_put(key: str, page: Any) -> None:
+    cache.set(key, page, settings.CMS_CONTENT_LIST_CACHE_SECONDS)
 
 
 def entry_tags(*, entry_id: int, api_id: str) -> tuple[str, ...]:
@@ -62,10 +99,6 @@ def entry_tags(*, entry_id: int, api_id: str) -> tuple[str, ...]:
 def missing_tag(api_id: str, slug: str) -> str:
     """Indexes answers that depend on an entry *not* existing (a 404, a fallback locale)."""
     return f"missing:{api_id}:{slug}"
-
-
-def list_tag(api_id: str) -> str:
-    return f"list:{api_id}"
 
 
 def cached_get(key: str) -> CachedResponse | None:

@@ -66,6 +66,14 @@ def _definitions_changed() -> None:
 _definitions_memo: tuple[str, Definitions] | None = None
 
 
+def _lists_changed(api_id: str) -> None:
+    """Cached pages of the type's entries are not read again: at once, so this transaction's own
+    reads see its change, and after commit, so a page another process computed meanwhile from
+    the database as it was is not read either (content.cache)."""
+    content_cache.list_generation_next(api_id)
+    transaction.on_commit(lambda: content_cache.list_generation_next(api_id), robust=True)
+
+
 def definitions_current() -> Definitions:
     """Every component's fields, rebuilt when the definitions version moved."""
     global _definitions_memo
@@ -298,6 +306,7 @@ def entry_type_update(
         entry_type.description = description
     entry_type.save()
     _definitions_changed()
+    _lists_changed(entry_type.api_id)  # filters are typed by the fields
     return entry_type
 
 
@@ -315,6 +324,7 @@ def entry_type_delete(*, entry_type: EntryType) -> None:
         raise Conflict(f"Types {', '.join(referencing)} reference '{entry_type.api_id}'.")
     entry_type.delete()
     _definitions_changed()
+    _lists_changed(entry_type.api_id)
 
 
 # --- Entries: validation -------------------------------------------------------------------------
@@ -758,6 +768,7 @@ def _announce(entry: Entry, event: str, *, old_address: tuple[str, str] | None =
     """After commit: cache refresh by tag, live topic, webhooks (all inside `on_commit`)."""
     api_id, slug, locale, entry_id = entry.type.api_id, entry.slug, entry.locale, entry.pk
     addresses = {(slug, locale)} | ({old_address} if old_address else set())
+    _lists_changed(api_id)
     transaction.on_commit(
         lambda: content_cache_refresh(entry_id=entry_id, api_id=api_id, addresses=addresses),
         robust=True,
@@ -781,16 +792,14 @@ def content_cache_refresh(
 ) -> None:
     """Every cached answer that showed this entry, or that depended on its absence, is recomputed
     from the database and put back (so a reader that read before the commit cannot re-fill it
-    with the old version); cached lists of the type are dropped."""
+    with the old version). Cached lists are `_lists_changed`'s."""
     from content.selectors import live_response
 
-    tags = [f"content:{entry_id}", content_cache.list_tag(api_id)]
+    tags = [f"content:{entry_id}"]
     tags += [content_cache.missing_tag(api_id, slug) for slug, _locale in addresses]
     keys = content_cache.tags_pop(tags)
     keys |= {content_cache.live_key(api_id, slug, locale) for slug, locale in addresses}
-    stale_lists = [key for key in keys if key.startswith("content:list:")]
-    content_cache.keys_delete(stale_lists)
-    for key in keys.difference(stale_lists):
+    for key in keys:
         _, _, key_type, key_slug, key_locale = key.split(":", 4)
         response, index_tags = live_response(api_id=key_type, slug=key_slug, locale=key_locale)
         content_cache.cached_put(key, response, index_tags=index_tags)

@@ -417,6 +417,86 @@ def test_query_count_does_not_grow_with_entries(
         gql(client, query)
 
 
+# --- Readers' pages, cached ----------------------------------------------------------------------
+SHELF = '{ contentEntries(type: "homepage", first: 10) { items { slug } } }'
+
+
+def shelf(client: APIClient) -> list[str]:
+    return [item["slug"] for item in gql(client, SHELF)["data"]["contentEntries"]["items"]]
+
+
+def test_a_readers_page_is_served_from_the_cache_without_sql(
+    homepage_type, anonymous, django_assert_num_queries
+):
+    homepage(homepage_type, "one")
+    assert shelf(anonymous) == ["one"]
+
+    with django_assert_num_queries(0):
+        assert shelf(anonymous) == ["one"]
+
+
+def test_readers_see_a_publish_an_unpublish_and_a_deletion_at_once(homepage_type, anonymous):
+    from content.services import entry_unpublish
+
+    first = homepage(homepage_type, "first")
+    assert shelf(anonymous) == ["first"]
+
+    second = homepage(homepage_type, "second")
+    assert shelf(anonymous) == ["second", "first"]
+    entry_unpublish(entry=first)
+    assert shelf(anonymous) == ["second"]
+    entry_delete(entry=second)
+    assert shelf(anonymous) == []
+
+
+def test_a_change_moves_the_list_generation_at_once_and_again_after_commit(
+    homepage_type, django_capture_on_commit_callbacks
+):
+    """At once: this transaction's own reads see the change. After commit: a page another process
+    computed between the two, from the database as it was before the commit, is filed under the
+    middle generation and never read again."""
+    from content.cache import list_generation
+
+    before = list_generation("homepage")
+    with django_capture_on_commit_callbacks(execute=True):
+        homepage(homepage_type, "new")
+        during = list_generation("homepage")
+    after = list_generation("homepage")
+
+    assert before < during < after
+
+
+def test_a_page_filed_under_an_older_generation_is_not_served(homepage_type, anonymous):
+    from content.cache import list_generation, list_key, list_put
+
+    homepage(homepage_type, "real")
+    stale = (["payload a reader computed before the change"], False)
+    generation = list_generation("homepage")
+    query = "[[], 10, null]"
+    list_put(list_key("homepage", generation - 1, query), stale)
+
+    assert shelf(anonymous) == ["real"]
+
+
+def test_a_type_change_moves_its_list_generation(homepage_type):
+    from content.cache import list_generation
+
+    before = list_generation("homepage")
+    entry_type_update(entry_type=homepage_type, name="Home pages")
+
+    assert list_generation("homepage") > before
+
+
+def test_editors_pages_are_not_cached(homepage_type, staff_client, anonymous):
+    homepage(homepage_type, "live")
+    assert shelf(staff_client) == ["live"]
+
+    homepage(homepage_type, "draft", publish=False)
+
+    assert shelf(staff_client) == ["draft", "live"]
+    assert shelf(anonymous) == ["live"]
+
+
 # --- References ----------------------------------------------------------------------------------
 @pytest.fixture
 def article_type(db) -> EntryType:
