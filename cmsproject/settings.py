@@ -344,8 +344,8 @@ CMS_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("CMS_WEBHOOK_MAX_ATTEMPTS", 8))
 CMS_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("CMS_WEBHOOK_TIMEOUT_SECONDS", 5))
 # Published payloads stay cached until purged by tag; this bounds what an unpurged key can cost.
 CMS_CONTENT_CACHE_SECONDS = int(os.environ.get("CMS_CONTENT_CACHE_SECONDS", 60 * 60 * 24))
-# Pages of a type's entries for GraphQL readers: dropped by any change of the type's entries; this
-# is only the safety net should a change's notice be lost (content.cache).
+# Readers' pages of a type's entries (REST and GraphQL): any change of the type's entries drops
+# them; this is only the safety net should that notice be lost (content.cache).
 CMS_CONTENT_LIST_CACHE_SECONDS = int(os.environ.get("CMS_CONTENT_LIST_CACHE_SECONDS", 300))
 
 # --- Notifications ------------------------------------------------------------------------------

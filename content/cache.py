@@ -10,12 +10,13 @@ payload of the entry's own key (it does not merely delete it), and readers fill 
 never overwrites. A reader that read the database before the publish committed therefore cannot
 put the old version back. Other keys that carry the tag (fallback locales) are deleted.
 
-Lists (a page of a type's published entries, for GraphQL readers) are not tagged: their keys
-carry the type's *list generation*, a counter every change of an entry or of the type moves on
-after commit. A reader reads the generation before it reads the database, so a page computed
-from a database read older than a change is filed under an older generation, which nobody asks
-for again; its key expires after CMS_CONTENT_LIST_CACHE_SECONDS (the safety net should a move
-be lost with a cache outage).
+Lists (pages of a type's published entries, for REST and GraphQL readers) are not tagged:
+their keys carry the type's *list generation*, a counter that every change of an entry or of the
+type moves on, at once (the changing transaction's own reads see the change) and again after
+commit. A reader reads the generation before it reads the database, so a page computed from the
+database as it was before a commit is filed under a generation nobody asks for afterwards. Keys
+expire after CMS_CONTENT_LIST_CACHE_SECONDS: the safety net should a move be lost with a cache
+outage.
 """
 
 from __future__ import annotations

@@ -267,11 +267,21 @@ class EntryListApi(EntryAccess, APIView):
         description="A collection's entries (cursor pages), or a single type's one entry.",
     )
     def get(self, request: Request, type_api_id: str) -> Any:
-        entry_type = entry_type_get(api_id=type_api_id)
         locale = locale_checked(request.query_params.get("locale"))
+        editor = is_editor(request) and request.query_params.get("version") != "live"
+        if not editor:
+            # Readers' pages are cached under the type's list generation, read before the
+            # database (content.cache). The key is the whole URL: the page's links carry it.
+            generation = content_cache.list_generation(type_api_id)
+            key = content_cache.list_key(
+                type_api_id, generation, f"rest {request.build_absolute_uri()}"
+            )
+            cached = content_cache.list_get(key)
+            if cached is not None:
+                return Response(cached)
+        entry_type = entry_type_get(api_id=type_api_id)
         if entry_type.kind == EntryType.Kind.SINGLE:
             return _entry_detail(request, entry_type, entry_type.api_id, locale)
-        editor = is_editor(request) and request.query_params.get("version") != "live"
         filters = entry_filters_from_query(request.query_params, editor=editor)
         paginator = CursorPagination()
         if editor:
@@ -282,7 +292,9 @@ class EntryListApi(EntryAccess, APIView):
         page = paginator.paginate_queryset(
             entries_for_readers(entry_type=entry_type, filters=filters), request, view=self
         )
-        return paginator.get_paginated_response([entry_reader_payload(e) for e in page])
+        response = paginator.get_paginated_response([entry_reader_payload(e) for e in page])
+        content_cache.list_put(key, response.data)
+        return response
 
     @extend_schema(request=ENTRY_BODY, responses={201: ENTRY, 400: PROBLEM, 409: PROBLEM})
     def post(self, request: Request, type_api_id: str) -> Response:

@@ -327,6 +327,41 @@ def test_readers_list_published_entries_with_filters(anonymous, staff_client, ho
     assert [item["slug"] for item in editor] == ["draft-only"]
 
 
+def test_a_readers_list_page_is_served_from_the_cache_without_sql(
+    anonymous, homepage_type, django_assert_num_queries
+):
+    published(homepage_type, slug="one")
+    first = anonymous.get("/api/v1/content/homepage/?page_size=1")
+
+    with django_assert_num_queries(0):
+        again = anonymous.get("/api/v1/content/homepage/?page_size=1")
+
+    assert again.status_code == 200
+    assert again.json() == first.json()
+
+
+def test_readers_list_pages_follow_publishes_and_keep_working_links(
+    anonymous, staff_client, homepage_type
+):
+    published(homepage_type, slug="first")
+    published(homepage_type, slug="second")
+    page = anonymous.get("/api/v1/content/homepage/?page_size=1").json()
+    assert [item["slug"] for item in page["results"]] == ["second"]
+
+    published(homepage_type, slug="third")
+    entry_create(entry_type=homepage_type, body=entry_body(slug="draft-only"))
+    page = anonymous.get("/api/v1/content/homepage/?page_size=1").json()
+    following = anonymous.get(page["next"]).json()
+    staff_client.post("/api/v1/content/homepage/second/unpublish/")
+    after_unpublish = anonymous.get(page["next"]).json()
+    editors = staff_client.get("/api/v1/content/homepage/?page_size=10").json()
+
+    assert [item["slug"] for item in page["results"]] == ["third"]
+    assert [item["slug"] for item in following["results"]] == ["second"]
+    assert [item["slug"] for item in after_unpublish["results"]] == ["first"]
+    assert "draft-only" in [item["slug"] for item in editors["results"]]
+
+
 def test_single_type_is_read_and_replaced_at_the_type_path(staff_client, anonymous, db):
     entry_type_create(
         api_id="site_settings",
