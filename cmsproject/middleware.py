@@ -18,6 +18,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.urls import is_valid_path
 
 from cmsproject.errors import PROBLEM_CONTENT_TYPE, problem_body, problem_response
@@ -40,7 +41,8 @@ def max_body_bytes(method: str | None = None, path: str | None = None) -> int:
 
 class DualModeMiddleware:
     """Runs natively under both WSGI and ASGI. Django would otherwise hop between the event loop
-    and a thread around every sync-only middleware (bench/README.md has the cost)."""
+    and a thread around every sync-only middleware (bench/README.md has the cost). Subclasses
+    give `before` (answer early), `after` (change the response, an early one too), or both."""
 
     sync_capable = True
     async_capable = True
@@ -53,14 +55,18 @@ class DualModeMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if iscoroutinefunction(self):
             return self._acall(request)
-        return self.before(request) or self.get_response(request)
+        return self.after(request, self.before(request) or self.get_response(request))
 
-    async def _acall(self, request: HttpRequest) -> HttpResponse:
-        return self.before(request) or await self.get_response(request)
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        return self.after(request, self.before(request) or await self.get_response(request))
 
     def before(self, request: HttpRequest) -> HttpResponse | None:
         """Answer early with a response, or None to go on. Must not block."""
-        raise NotImplementedError
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        """The response to send. Must not block."""
+        return response
 
 
 class BodySizeLimitMiddleware(DualModeMiddleware):

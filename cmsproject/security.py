@@ -27,13 +27,12 @@ Django's own middleware sends the other security headers, configured in settings
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
+
+from cmsproject.middleware import DualModeMiddleware
 
 HEADER = "Content-Security-Policy"
 
@@ -119,28 +118,10 @@ def content_security_policy(request: HttpRequest, response: HttpResponseBase) ->
     return page_policy(request) if _is_page(response) else API_POLICY
 
 
-class ContentSecurityPolicyMiddleware:
-    """Adds the policy above. Runs natively under WSGI and ASGI (no thread hop: see
-    cmsproject.middleware.DualModeMiddleware)."""
+class ContentSecurityPolicyMiddleware(DualModeMiddleware):
+    """Adds the policy above, natively under WSGI and ASGI (no thread hop)."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if iscoroutinefunction(self):
-            return self._acall(request)
-        return self._add_policy(request, self.get_response(request))
-
-    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        return self._add_policy(request, await self.get_response(request))
-
-    @staticmethod
-    def _add_policy(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         if HEADER not in response:
             response[HEADER] = content_security_policy(request, response)
         return response

@@ -11,10 +11,8 @@ on the settings module before Celery loads it (no product code changes for the t
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +26,7 @@ from django.db import connection
 from customers.models import Consent, Notification, Order
 from customers.tasks import notification_deliver_task
 from tests.factories import CustomerFactory
+from tests.support.processes import process_start, process_stop
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -52,28 +51,7 @@ def _worker(queue: str, env: dict[str, str], log: Path) -> subprocess.Popen[byte
         "--queues", queue, "--hostname", f"{queue}@%h", "--loglevel", "INFO",
         "--without-heartbeat", "--without-mingle", "--without-gossip",
     ]  # fmt: skip
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            argv,
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopped as a whole, nothing else
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=15)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # the pool processes that outlived their parent
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
+    return process_start(argv, env, log)
 
 
 def _forget_queue(queue: str) -> None:
@@ -183,5 +161,5 @@ def test_a_worker_sends_an_orders_email_once_though_its_task_is_enqueued_twice(
     finally:
         app.conf.task_default_queue = default_queue
         if worker is not None:
-            _stop(worker)
+            process_stop(worker)
         _forget_queue(queue)
