@@ -174,8 +174,6 @@ def _prepare(env: dict[str, str]) -> None:
 
 @pytest.fixture(scope="module")
 def services_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if not SERVICES:
-        pytest.skip("services mode: DATABASE_URL and REDIS_URL")
     workdir = tmp_path_factory.mktemp("socket-restart-services")
     token = secrets.token_hex(5)
     database = f"cms_replay_{token}"
@@ -209,8 +207,6 @@ def services_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def embedded_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if SERVICES:
-        pytest.skip("embedded mode: the first pass")
     workdir = tmp_path_factory.mktemp("socket-restart-embedded")
     env = _environment(workdir)
     _prepare(env)
