@@ -9,11 +9,13 @@ test compares the report before and after its own answers instead of assuming it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from typing import Any
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.e2e.conftest import Server
 from tests.e2e.test_zone_editor_browser import log_in
@@ -44,7 +46,15 @@ def embedded_report(page: Any) -> dict[str, Any]:
 
 
 def chart_data(page: Any, canvas_id: str) -> dict[str, Any]:
-    """What Chart.js drew on a canvas: labels, each dataset's values, and the canvas size."""
+    """What Chart.js drew on a canvas: labels, each dataset's values, and the canvas size; None
+    if no chart is drawn on it within 5 s (after a navigation the page's script may not have run
+    yet when the test asks)."""
+    with contextlib.suppress(PlaywrightTimeoutError):
+        page.wait_for_function(
+            "(id) => window.Chart && Chart.getChart(document.getElementById(id))",
+            arg=canvas_id,
+            timeout=5000,
+        )
     return page.evaluate(
         """(id) => {
             const canvas = document.getElementById(id);
